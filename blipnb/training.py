@@ -1,0 +1,144 @@
+"""Trainer wiring: TrainingArguments from our config, validation by captioning images, the run-dir export."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from . import runs
+from .collate import CaptionCollator, CaptionPairs
+from .config import Config
+from .generation import caption_split
+
+BEST_METRIC = "eval_cider"  # checkpoints are chosen on validation CIDEr, never on test
+
+
+def resolve_precision(precision: str) -> str:
+    """auto -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def training_arguments(cfg: Config) -> TrainingArguments:
+    """Map our short names onto TrainingArguments."""
+    t = cfg.train
+    precision = resolve_precision(t.precision)
+    evaluating = t.eval_strategy != "no"
+    return TrainingArguments(
+        output_dir=str(Path(cfg.run_dir) / runs.CHECKPOINTS_DIR),
+        num_train_epochs=t.epochs, max_steps=t.max_steps,
+        learning_rate=t.learning_rate, weight_decay=t.weight_decay,
+        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio,  # < 1 is read as a ratio of all steps
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.grad_accum_steps, gradient_checkpointing=t.gradient_checkpointing,
+        bf16=precision == "bf16", fp16=precision == "fp16", tf32=torch.cuda.is_available() or None,
+        logging_steps=t.logging_steps, logging_first_step=True,
+        eval_strategy=t.eval_strategy, eval_steps=t.eval_steps,
+        save_strategy=t.eval_strategy if evaluating else "no", save_steps=t.eval_steps,
+        save_total_limit=t.save_total_limit, save_only_model=True,
+        load_best_model_at_end=evaluating, metric_for_best_model=BEST_METRIC if evaluating else None,
+        greater_is_better=True,
+        seed=t.seed, data_seed=t.seed,
+        dataloader_num_workers=t.dataloader_workers, dataloader_pin_memory=torch.cuda.is_available(),
+        remove_unused_columns=False,  # our datasets yield raw rows for the collator
+        label_names=["labels"],
+        torch_compile=t.compile,
+        report_to="none",  # TensorBoard is attached explicitly so it logs into the run dir
+    )
+
+
+def forward_loss(model, batch: dict) -> torch.Tensor:
+    """BLIP's captioning loss; with `image_index` the vision tower runs once per image (shared vision pass)."""
+    if "image_index" not in batch:
+        return model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    image_embeds = model.vision_model(pixel_values=batch["pixel_values"]).last_hidden_state
+    image_embeds = image_embeds.index_select(0, batch["image_index"])
+    return model.text_decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              encoder_hidden_states=image_embeds, labels=batch["labels"], reduction="mean").loss
+
+
+class CaptionTrainer(Trainer):
+    """A Trainer whose evaluation also captions validation images (pixel_values only) and scores them.
+
+    Not Seq2SeqTrainer(predict_with_generate=True): that passes the caption input_ids to `generate` as a prompt,
+    the bug behind the replaced project's impossible scores.
+    """
+
+    loss_is_scaled_for_ga = False  # forward_loss is a per-batch mean
+
+    def __init__(self, *args, caption_eval=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.caption_eval = caption_eval  # (validation split, GenerationConfig, max images)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = forward_loss(model, inputs)
+        return (loss, None) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = forward_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        if self.caption_eval is not None and metric_key_prefix == "eval":
+            from .scoring import quick_scores
+
+            split, gen, max_images = self.caption_eval
+            preds = caption_split(self.model, self.processing_class, split, gen, max_images=max_images,
+                                  progress=False)
+            refs = dict(zip(split["image_id"], split["captions"]))
+            scores = quick_scores(preds, {k: refs[k] for k in preds})
+            output.metrics[f"{metric_key_prefix}_cider"] = scores["CIDEr"]
+            output.metrics[f"{metric_key_prefix}_bleu4"] = scores["Bleu_4"]
+        return output
+
+
+def build_trainer(cfg: Config, model, processor, ds) -> CaptionTrainer:
+    """A CaptionTrainer over the train pairs, with validation loss and validation CIDEr/BLEU-4 per evaluation."""
+    from transformers.integrations import TensorBoardCallback
+
+    collator = CaptionCollator(processor, max_txt_len=cfg.train.max_txt_len, prompt=cfg.generation.prompt)
+    callbacks = []
+    if cfg.train.report_to == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+
+        callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(Path(cfg.run_dir) / runs.LOGS_DIR))))
+    evaluating = cfg.train.eval_strategy != "no"
+    return CaptionTrainer(
+        model=model, args=training_arguments(cfg), data_collator=collator, processing_class=processor,
+        train_dataset=CaptionPairs(ds["train"], grouped=cfg.train.shared_vision),
+        eval_dataset=CaptionPairs(ds["validation"]) if evaluating else None,
+        caption_eval=(ds["validation"], cfg.generation, cfg.train.eval_max_images) if evaluating else None,
+        callbacks=callbacks,
+    )
+
+
+def train_model(cfg: Config, model, processor, ds) -> dict:
+    """Train, then export model + processor + resolved config + log history into the run dir; returns results."""
+    run = runs.RunDir(cfg.run_dir).ensure()
+    runs.write_json(run / runs.CONFIG, cfg.to_dict())
+    trainer = build_trainer(cfg, model, processor, ds)
+    start = time.time()
+    out = trainer.train()
+    wall = time.time() - start
+    trainer.save_model(str(run / runs.MODEL_DIR))
+    processor.save_pretrained(str(run / runs.MODEL_DIR))
+    runs.write_json(run / runs.LOG_HISTORY, trainer.state.log_history)
+    results = {
+        "train_loss": out.training_loss, "global_step": out.global_step, "train_seconds": round(wall, 1),
+        "train_pairs": trainer.train_dataset.num_pairs, "epochs": cfg.train.epochs,
+        "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
+        "best_metric_name": BEST_METRIC if cfg.train.eval_strategy != "no" else None,
+    }
+    runs.write_json(run / runs.TRAIN_RESULTS, results)
+    return results

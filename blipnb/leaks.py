@@ -13,8 +13,6 @@ from PIL import Image
 from blipnb.data import IMAGE, IMAGE_ID, SPLITS, open_stored
 
 PROGRESS_FROM = 2000  # show a progress bar when hashing at least this many images
-_CACHE_SIZE = 16
-_hash_cache: dict[str, tuple[list[str], np.ndarray]] = {}  # dataset fingerprint -> (ids, hashes)
 
 
 class NearDuplicateWarning(UserWarning):
@@ -29,33 +27,32 @@ def dhash(image: Image.Image) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def hash_split(split: Dataset, desc: str = "hashing") -> tuple[list[str], np.ndarray]:
-    """(image ids, uint64 dHashes) of a split; decoded from the stored bytes or paths, cached by fingerprint."""
-    key = getattr(split, "_fingerprint", None)
-    if key in _hash_cache:
-        return _hash_cache[key]
+def hash_split(split: Dataset, desc: str = "hashing", chunk: int = 512) -> tuple[list[str], np.ndarray]:
+    """(image ids, uint64 dHashes) of a split, decoded from the stored bytes or paths a chunk at a time."""
     from tqdm.auto import tqdm
 
     ids = [str(i) for i in split[IMAGE_ID]]
     raw = split.select_columns([IMAGE]).cast_column(IMAGE, ImageFeature(decode=False))
-    sources = (row[IMAGE] for row in raw)
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
-        results = list(tqdm(pool.map(_hash_source, sources), total=len(ids), desc=desc,
-                            disable=len(ids) < PROGRESS_FROM))
+    results: list = []
+    # Chunks bound memory (hub images are embedded bytes); threads overlap decoding, which PIL does without the GIL.
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool, \
+            tqdm(total=len(ids), desc=desc, disable=len(ids) < PROGRESS_FROM) as bar:
+        for start in range(0, len(ids), chunk):
+            batch = raw[start:start + chunk][IMAGE]
+            results.extend(pool.map(_hash_source, batch))
+            bar.update(len(batch))
     bad = [(i, r) for i, r in zip(ids, results) if isinstance(r, str)]
     if bad:
         listed = "; ".join(f"{i}: {err}" for i, err in bad[:10])
         raise ValueError(f"{len(bad)} image(s) could not be decoded for hashing ({desc}): {listed}")
-    hashes = np.array(results, dtype=np.uint64)
-    if key is not None:
-        if len(_hash_cache) >= _CACHE_SIZE:
-            _hash_cache.pop(next(iter(_hash_cache)))
-        _hash_cache[key] = (ids, hashes)
-    return ids, hashes
+    return ids, np.array(results, dtype=np.uint64)
 
 
 def near_duplicates(ds: DatasetDict, max_distance: int = 4) -> list[dict]:
-    """Cross-split image pairs whose dHashes differ in at most max_distance bits, earlier split first."""
+    """Cross-split image pairs whose dHashes differ in at most max_distance bits, earlier split first.
+
+    Each split is hashed once per call. Nothing is cached across calls: files on disk may change between them.
+    """
     if not 0 <= max_distance <= 64:
         raise ValueError(f"max_distance must be in 0..64 bits, got {max_distance}")
     names = [s for s in SPLITS if s in ds]

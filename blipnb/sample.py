@@ -64,7 +64,7 @@ def make_sample(out_dir, n_train: int, n_validation: int, n_test: int, image_siz
             rng = np.random.default_rng([seed, split_index, i])
             objects, hard = _draw_scene(rng, max_shapes, hard_fraction)
             name = f"images/{split}/{split}_{i:05d}.png"
-            _render(objects, hard, image_size, rng).save(out / name, format="PNG", compress_level=6)
+            _render(objects, hard, image_size, rng).save(out / name, format="PNG", compress_level=3)
             attributes = {"count": len(objects), "hard": hard,
                           "objects": [{k: o[k] for k in ("shape", "colour", "size", "position")} for o in objects]}
             rows.append({"file_name": name, "captions": _captions(objects, rng), "split": split,
@@ -78,7 +78,7 @@ def sample_params(n_train, n_validation, n_test, image_size=64, max_shapes=2, ha
     """The parameters that determine a sample's bytes (its cache key)."""
     return {"n_train": int(n_train), "n_validation": int(n_validation), "n_test": int(n_test),
             "image_size": int(image_size), "max_shapes": int(max_shapes), "hard_fraction": float(hard_fraction),
-            "seed": int(seed), "version": 1}
+            "seed": int(seed), "version": 2}
 
 
 def is_complete(out_dir, params: dict) -> bool:

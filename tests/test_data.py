@@ -17,6 +17,7 @@ from fixtures import (
     write_metadata,
 )
 
+from blipnb import sample
 from blipnb.config import DataConfig
 from blipnb.data import (
     CAPTIONS,
@@ -209,6 +210,15 @@ def test_coco_karpathy_local_json_and_hub_layout_agree(tmp_path):
     assert list(hub["train"][CAPTIONS]) == list(local["train"][CAPTIONS])
 
 
+def test_duplicated_entry_across_splits_is_an_error_naming_the_id(tmp_path):
+    coco_root, ann = make_karpathy(tmp_path)
+    entries = json.loads(ann.read_text())["images"]
+    entries.append({**entries[0], "split": "test"})  # the same COCO image listed again, in test
+    ann.write_text(json.dumps({"images": entries}))
+    with pytest.raises(ValueError, match=r"1 id\(s\) in both train and test: '500'"):
+        load_captions(DataConfig(source="coco_karpathy", data_dir=str(coco_root), annotations=str(ann)))
+
+
 def test_coco_karpathy_missing_images_listed_with_root(tmp_path):
     coco_root, ann = make_karpathy(tmp_path)
     for f in sorted((coco_root / "val2014").iterdir())[:3]:
@@ -223,7 +233,10 @@ def test_unreachable_hub_dataset_names_it_and_the_offline_preset():
     assert e.value.__cause__ is not None
 
 
-def test_sample_source_is_cached_and_regenerated_only_when_incomplete(tmp_path):
+def test_sample_source_is_cached_and_regenerated_only_when_incomplete(tmp_path, monkeypatch):
+    calls = []
+    real = sample.make_sample
+    monkeypatch.setattr(sample, "make_sample", lambda *a, **kw: calls.append(a) or real(*a, **kw))
     cfg = DataConfig(source="sample", sample_train=12, sample_validation=4, sample_test=4)
     ds = load_captions(cfg)
     assert_canonical(ds)
@@ -233,10 +246,10 @@ def test_sample_source_is_cached_and_regenerated_only_when_incomplete(tmp_path):
     (cache,) = (tmp_path / "blipnb_cache" / "sample").iterdir()
     stamp = (cache / "metadata.jsonl").stat().st_mtime_ns
     load_captions(cfg)
-    assert (cache / "metadata.jsonl").stat().st_mtime_ns == stamp  # reused, not rewritten
+    assert (cache / "metadata.jsonl").stat().st_mtime_ns == stamp and len(calls) == 1  # reused, not rewritten
     (cache / "sample.json").unlink()  # as if generation had been interrupted
     assert split_hashes(load_captions(cfg)) == split_hashes(ds)
-    assert (cache / "sample.json").exists()
+    assert (cache / "sample.json").exists() and len(calls) == 2
 
 
 def test_sample_into_data_dir(tmp_path):

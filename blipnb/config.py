@@ -247,18 +247,30 @@ def build_config(params: dict | None = None, base: Config | None = None) -> Conf
 
 
 _NOT_PARAMETERS = {"In", "Out", "exit", "quit", "get_ipython"}
+_SEEN = "_blipnb_parameter_names"  # stored in the namespace by the first resolution
 
 
 def config_from_namespace(namespace: dict, base: Config | None = None) -> Config:
-    """Build the Config from a notebook's globals: every public literal (str, number, bool, None) is a parameter.
+    """Build the Config from a notebook's globals: every public lower-case literal (str, number, bool, None).
 
-    A notebook's parameters cell holds literals only, and papermill injects overrides as literals, so a
-    mistyped injected name shows up here as an unknown parameter instead of being silently ignored.
+    A parameters cell holds literals only and papermill injects overrides as literals, so a mistyped injected
+    name shows up here as an unknown parameter (papermill itself only warns). When the cell is run again
+    interactively, later cells' variables are in the namespace too: new unknown names then only warn.
     """
-    params = {k: v for k, v in namespace.items()
-              if not k.startswith("_") and k not in _NOT_PARAMETERS
-              and (v is None or isinstance(v, (str, int, float, bool)))}
-    return build_config(params, base=base)
+    import warnings
+
+    candidates = {k: v for k, v in namespace.items()
+                  if not k.startswith("_") and k not in _NOT_PARAMETERS and k == k.lower()
+                  and (v is None or isinstance(v, (str, int, float, bool)))}
+    seen = namespace.get(_SEEN)
+    if seen is not None:
+        later = sorted(k for k in candidates if k not in seen and k not in PARAMETERS)
+        if later:
+            warnings.warn(f"ignoring non-parameter variables defined after the parameters cell: {later}")
+        candidates = {k: v for k, v in candidates.items() if k in seen or k in PARAMETERS}
+    cfg = build_config(candidates, base=base)
+    namespace[_SEEN] = frozenset(candidates)
+    return cfg
 
 
 def _check_type(name: str, value: Any, hint: Any) -> Any:
@@ -307,3 +319,15 @@ def _at_least(name: str, value: int, lo: int) -> None:
 def _positive_or_none(name: str, value: Optional[int]) -> None:
     if value is not None and value < 1:
         raise ValueError(f"parameter {name!r} must be a positive integer or None, got {value}")
+
+
+def load_config(path) -> Config:
+    """Read a config.json written by `Config.to_dict` back into a validated Config."""
+    from .runs import read_json
+
+    stored = read_json(path)
+    flat = {"run_dir": stored.get("run_dir", Config.run_dir)}
+    for stage in STAGES:
+        flat.update(stored.get(stage, {}))
+    flat.pop("decoding_preset", None)  # already applied to the stored decoding values
+    return build_config({k: v for k, v in flat.items() if k in PARAMETERS})

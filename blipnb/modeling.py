@@ -121,3 +121,19 @@ def count_parameters(model) -> dict:
 def default_device() -> str:
     """cuda if available, else cpu."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def start_model(cfg, ds):
+    """The model training starts from: a tiny BLIP built from the train captions (saved as the run's base model,
+    the baseline 03 compares against), or `model_id` from the hub or a local dir. Returns (model, processor)."""
+    from . import runs
+    from .data import CAPTIONS
+
+    if cfg.model.from_scratch:
+        captions = [c for caps in ds["train"][CAPTIONS] for c in caps]
+        path = build_tiny_blip(captions, Path(cfg.run_dir) / runs.BASE_MODEL_DIR, cfg.model, seed=cfg.train.seed)
+    else:
+        path = cfg.model.model_id
+    model, processor = load_model(path, attn_implementation=cfg.model.attn_implementation)
+    prepare_for_training(model, freeze_vision=cfg.train.freeze_vision, label_smoothing=cfg.train.label_smoothing)
+    return model, processor

@@ -191,6 +191,25 @@ class EvalConfig:
         _at_least("n_bootstrap", self.n_bootstrap, 0)
 
 
+CAPTION_OUTPUT_SUFFIXES = (".csv", ".jsonl")
+
+
+@dataclass
+class DemoConfig:
+    """The inference demo (05): which image to show and which folder to caption to a file."""
+
+    image_path: str | None = None  # image shown in the static comparison (None: the first test image)
+    caption_folder_path: str | None = None  # folder captioned to a file (None: the folder of the test images)
+    caption_output: str = "captions.csv"  # .csv or .jsonl; relative paths are inside the run dir
+
+    def __post_init__(self):
+        for name in ("image_path", "caption_folder_path"):
+            if getattr(self, name) == "":
+                raise ValueError(f"parameter {name!r} must be a path or None, got ''")
+        if not self.caption_output.lower().endswith(CAPTION_OUTPUT_SUFFIXES):
+            raise ValueError(f"parameter 'caption_output' must end in .csv or .jsonl, got {self.caption_output!r}")
+
+
 @dataclass
 class Config:
     """Every stage's config for one run directory."""
@@ -201,6 +220,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -214,7 +234,7 @@ class Config:
 
 
 STAGES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "generation": GenerationConfig,
-          "eval": EvalConfig}
+          "eval": EvalConfig, "demo": DemoConfig}
 # Parameter names are unique across stages, so a flat dict (a notebook's parameters) maps onto them.
 _OWNER = {f.name: stage for stage, cls in STAGES.items() for f in fields(cls)}
 assert len(_OWNER) == sum(len(fields(c)) for c in STAGES.values()), "parameter names must be unique across stages"

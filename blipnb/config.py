@@ -184,11 +184,20 @@ class EvalConfig:
     bootstrap_seed: int = 0  # seed of the resampling
     plausible_bleu4: Optional[float] = None  # override the source's plausible BLEU-4 ceiling
     plausible_cider: Optional[float] = None  # override the source's plausible CIDEr ceiling
+    k_examples: int = 8  # error analysis (04): images in each worst-k / best-k gallery
+    score_key: str = "CIDEr"  # error analysis (04): per-image metric that ranks images and slices
+    min_slice_size: int = 20  # error analysis (04): images a slice needs before it is scored
 
     def __post_init__(self):
+        from .scoring import METRIC_KEYS, SACREBLEU  # here: scoring imports pycocoevalcap, config stays light
+
         _one_of("eval_split", self.eval_split, ("train", "validation", "test"))
         _at_least("spice_subsample", self.spice_subsample, 1)
         _at_least("n_bootstrap", self.n_bootstrap, 0)
+        _at_least("k_examples", self.k_examples, 1)
+        _at_least("min_slice_size", self.min_slice_size, 1)
+        # sacreBLEU is corpus-level only: there is no per-image sacreBLEU to rank by
+        _one_of("score_key", self.score_key, tuple(k for k in METRIC_KEYS if k != SACREBLEU))
 
 
 CAPTION_OUTPUT_SUFFIXES = (".csv", ".jsonl")

@@ -1,0 +1,133 @@
+"""The `blipnb` command: run the notebook suite headless with papermill, or caption a folder."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import runs
+from .config import PARAMETERS
+
+NOTEBOOKS = ("01_data_exploration", "02_finetune", "03_evaluate", "04_error_analysis", "05_inference_demo")
+
+
+def default_notebook_dir() -> Path:
+    """The notebooks/ folder of this checkout (editable install), else ./notebooks."""
+    here = Path(__file__).resolve().parents[1] / "notebooks"
+    return here if here.is_dir() else Path("notebooks")
+
+
+def read_params(files: list[str], overrides: list[tuple[str, str]]) -> dict:
+    """Merge YAML parameter files and -p overrides (YAML-parsed values); unknown names fail."""
+    params: dict = {}
+    for f in files:
+        with open(f, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"{f}: a parameters file must be a mapping of name: value")
+        params.update(loaded)
+    for name, value in overrides:
+        params[name] = yaml.safe_load(value)
+    unknown = sorted(set(params) - PARAMETERS)
+    if unknown:
+        raise SystemExit(f"unknown parameter(s) {unknown} (from {files or 'the command line'}); "
+                         f"known: {', '.join(sorted(PARAMETERS))}")
+    return params
+
+
+def notebook_parameters(path: Path) -> set[str]:
+    """The names a notebook's parameters cell declares."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(path)))
+
+
+def run_all(params: dict, out: Path, notebook_dir: Path, only: list[str] | None = None) -> int:
+    """Execute the notebooks in order into out/notebooks; stop at the first failure, naming notebook and cell."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out = out.resolve()
+    params = {**params, "run_dir": str(out)}
+    (out / runs.NOTEBOOKS_DIR).mkdir(parents=True, exist_ok=True)
+    timings = {}
+    for name in only or NOTEBOOKS:
+        src = notebook_dir / f"{name}.ipynb"
+        dst = out / runs.NOTEBOOKS_DIR / f"{name}.ipynb"
+        declared = notebook_parameters(src)
+        mine = {k: v for k, v in params.items() if k in declared}
+        print(f"== {name}: {len(mine)} parameters -> {dst}", flush=True)
+        start = time.time()
+        try:
+            papermill.execute_notebook(str(src), str(dst), parameters=mine, kernel_name="python3",
+                                       progress_bar=sys.stderr.isatty(), cwd=str(Path.cwd()))
+        except PapermillExecutionError as e:
+            print(f"\nFAILED: {name}, cell {e.exec_count} ({e.ename}: {e.evalue})\n"
+                  f"The partial executed notebook is kept at {dst}", file=sys.stderr)
+            return 1
+        timings[name] = time.time() - start
+        print(f"   done in {timings[name]:.0f} s", flush=True)
+    print_summary(out, timings)
+    return 0
+
+
+def print_summary(out: Path, timings: dict) -> None:
+    """Metrics table, where the files are, and how long each notebook took."""
+    from .evaluation import format_report
+
+    print("\n== Summary")
+    metrics = out / runs.METRICS
+    if metrics.exists():
+        print(format_report(runs.read_json(metrics)))
+    print(f"\nRun directory: {out}")
+    for rel in (runs.NOTEBOOKS_DIR, runs.MODEL_DIR, runs.METRICS, runs.PREDICTIONS, runs.FIGURES_DIR):
+        if (out / rel).exists():
+            print(f"  {out / rel}")
+    for name, seconds in timings.items():
+        print(f"  {name}: {seconds:.0f} s")
+    print(f"  total: {sum(timings.values()):.0f} s")
+
+
+def caption(args) -> int:
+    """Caption every image in a folder with a model dir into CSV/JSONL."""
+    from .config import GenerationConfig
+    from .generation import caption_folder
+    from .modeling import load_model
+
+    model, processor = load_model(args.model)
+    gen = GenerationConfig(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens, prompt=args.prompt)
+    report = caption_folder(args.folder, model, processor, gen, args.out)
+    print(f"captioned {report['n_captioned']} images into {report['out_path']}")
+    for err in report["errors"]:
+        print(f"  skipped {err['file_name']}: {err['error']}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="blipnb", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ra = sub.add_parser("run-all", help="execute notebooks 01-05 headless for one run directory")
+    ra.add_argument("-f", "--parameters-file", action="append", default=[], help="papermill YAML parameters")
+    ra.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    ra.add_argument("--out", required=True, help="the run directory (executed notebooks go in its notebooks/)")
+    ra.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run just these notebooks, in order")
+    ra.add_argument("--notebooks", type=Path, default=None, help="folder holding the notebooks")
+    cp = sub.add_parser("caption", help="caption every image in a folder into CSV or JSONL")
+    cp.add_argument("folder")
+    cp.add_argument("--model", required=True, help="a model dir (e.g. runs/sample/model) or hub id")
+    cp.add_argument("--out", required=True, help="output .csv or .jsonl")
+    cp.add_argument("--num-beams", type=int, default=3)
+    cp.add_argument("--max-new-tokens", type=int, default=20)
+    cp.add_argument("--prompt", default="")
+    args = parser.parse_args(argv)
+    if args.command == "caption":
+        return caption(args)
+    params = read_params(args.parameters_file, args.parameter)
+    return run_all(params, Path(args.out), args.notebooks or default_notebook_dir(), args.only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

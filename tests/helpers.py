@@ -1,0 +1,17 @@
+"""Small builders shared by tests: a tiny sample dataset and a tiny BLIP, both offline and fast."""
+from __future__ import annotations
+
+from blipnb.config import build_config
+
+# Seconds-long settings; scores from these mean nothing, only that the code paths run and connect.
+TINY = dict(source="sample", sample_train=48, sample_validation=12, sample_test=12, sample_max_shapes=1,
+            from_scratch=True, hidden_size=64, num_layers=1, num_heads=2, image_size=32, patch_size=16,
+            vocab_size=120, epochs=1, learning_rate=1e-3, batch_size=16, eval_batch_size=16,
+            grad_accum_steps=1, gradient_checkpointing=False, logging_steps=1, eval_max_images=12,
+            precision="fp32", num_beams=1, max_new_tokens=10, do_spice=False, n_bootstrap=50,
+            report_to="none", attn_implementation="eager")
+
+
+def tiny_config(run_dir, **overrides):
+    """A Config for a seconds-long run in `run_dir`."""
+    return build_config({**TINY, "run_dir": str(run_dir), **overrides})

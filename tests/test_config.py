@@ -1,0 +1,77 @@
+import pytest
+
+from blipnb.config import (PARAMETERS, Config, ParameterError, build_config, config_from_namespace, load_config)
+from blipnb.runs import write_json
+
+
+def test_defaults_follow_the_replaced_project():
+    cfg = build_config({})
+    assert cfg.model.model_id == "Salesforce/blip-image-captioning-base"
+    t = cfg.train
+    assert (t.epochs, t.learning_rate, t.batch_size, t.eval_batch_size, t.grad_accum_steps) == (4, 5e-5, 8, 8, 2)
+    assert t.gradient_checkpointing and not t.freeze_vision and t.save_total_limit == 2 and t.seed == 42
+    assert (t.logging_steps, t.max_txt_len) == (50, 40)
+    g = cfg.generation
+    assert (g.max_new_tokens, g.num_beams, g.length_penalty, g.early_stopping) == (30, 5, 1.0, True)
+    assert cfg.eval.do_spice and cfg.eval.spice_subsample == 1500
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(ValueError, match=r"'epoch'.*did you mean 'epochs'"):
+        build_config({"epoch": 3})
+
+
+@pytest.mark.parametrize("key,value", [("epochs", "four"), ("batch_size", 8.5), ("num_beams", True),
+                                       ("from_scratch", "yes"), ("data_dir", 3)])
+def test_wrong_type_is_named(key, value):
+    with pytest.raises(ParameterError, match=repr(key)):
+        build_config({key: value})
+
+
+def test_range_and_choice_errors_name_the_parameter():
+    with pytest.raises(ValueError, match="'source'"):
+        build_config({"source": "flickr30k"})
+    with pytest.raises(ValueError, match="'label_smoothing'"):
+        build_config({"label_smoothing": 1.5})
+    with pytest.raises(ValueError, match="data_dir"):
+        build_config({"source": "folder"})
+
+
+def test_int_is_accepted_where_float_is_expected():
+    cfg = build_config({"learning_rate": 1, "epochs": 2})
+    assert isinstance(cfg.train.learning_rate, float) and cfg.train.epochs == 2.0
+
+
+def test_decoding_preset_applies_the_blip_paper_recipe():
+    g = build_config({"decoding_preset": "blip_paper"}).generation
+    assert (g.num_beams, g.max_new_tokens, g.min_new_tokens) == (3, 20, 5)
+
+
+def test_flat_round_trip_and_load_config(tmp_path):
+    cfg = build_config({"source": "sample", "epochs": 2, "prompt": "a picture of ", "run_dir": str(tmp_path)})
+    assert build_config(cfg.flat()) == cfg
+    write_json(tmp_path / "config.json", cfg.to_dict())
+    assert load_config(tmp_path / "config.json") == cfg
+
+
+def test_namespace_takes_literals_and_rejects_typos():
+    ns = {"epochs": 2, "source": "sample", "np": object(), "CONSTANT": "x", "_private": 1, "In": []}
+    cfg = config_from_namespace(ns)
+    assert cfg.train.epochs == 2 and cfg.data.source == "sample"
+    with pytest.raises(ParameterError, match="'learning_rat'"):
+        config_from_namespace({"learning_rat": 0.1})
+
+
+def test_namespace_rerun_ignores_later_variables_but_keeps_parameters(recwarn):
+    ns = {"epochs": 2}
+    config_from_namespace(ns)
+    ns["k"] = 5  # a variable from a later cell, then the config cell is run again
+    ns["epochs"] = 3
+    cfg = config_from_namespace(ns)
+    assert cfg.train.epochs == 3
+    assert any("'k'" in str(w.message) or "k" in str(w.message) for w in recwarn)
+
+
+def test_parameter_names_are_unique_and_cover_every_stage():
+    assert "run_dir" in PARAMETERS and "epochs" in PARAMETERS and "num_beams" in PARAMETERS
+    assert isinstance(build_config({}), Config)

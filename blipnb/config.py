@@ -8,6 +8,10 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
+class ParameterError(ValueError):
+    """A parameter is unknown, mistyped or out of range; the message names it."""
+
+
 SOURCES = ("sample", "folder", "coco_json", "flickr8k", "flickr8k_rows", "coco_karpathy")
 NEAR_DUPLICATE_ACTIONS = ("warn", "drop", "fail")
 
@@ -40,7 +44,7 @@ class DataConfig:
         for name in ("val_fraction", "test_fraction", "sample_hard_fraction"):
             _in_range(name, getattr(self, name), 0.0, 1.0)
         if self.val_fraction + self.test_fraction >= 1.0:
-            raise ValueError("val_fraction + test_fraction must leave some images for training")
+            raise ParameterError("val_fraction + test_fraction must leave some images for training")
         for name in ("max_train_samples", "max_eval_samples"):
             _positive_or_none(name, getattr(self, name))
         for name in ("sample_train", "sample_validation", "sample_test"):
@@ -48,11 +52,11 @@ class DataConfig:
         _at_least("sample_image_size", self.sample_image_size, 16)
         _at_least("sample_max_shapes", self.sample_max_shapes, 1)
         if self.source in ("folder", "coco_json") and not self.data_dir:
-            raise ValueError(f"source={self.source!r} needs data_dir (the folder holding the images)")
+            raise ParameterError(f"source={self.source!r} needs data_dir (the folder holding the images)")
         if self.source == "coco_json" and not self.annotations:
-            raise ValueError("source='coco_json' needs annotations (the COCO captions JSON file)")
+            raise ParameterError("source='coco_json' needs annotations (the COCO captions JSON file)")
         if self.source == "coco_karpathy" and not self.data_dir:
-            raise ValueError("source='coco_karpathy' needs data_dir (the COCO root with train2014/ and val2014/)")
+            raise ParameterError("source='coco_karpathy' needs data_dir (the COCO root with train2014/ and val2014/)")
 
 
 @dataclass
@@ -74,9 +78,9 @@ class ModelConfig:
         for name in ("image_size", "patch_size", "hidden_size", "num_layers", "num_heads", "vocab_size"):
             _at_least(name, getattr(self, name), 1)
         if self.image_size % self.patch_size:
-            raise ValueError(f"image_size={self.image_size} must be a multiple of patch_size={self.patch_size}")
+            raise ParameterError(f"image_size={self.image_size} must be a multiple of patch_size={self.patch_size}")
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size={self.hidden_size} must be a multiple of num_heads={self.num_heads}")
+            raise ParameterError(f"hidden_size={self.hidden_size} must be a multiple of num_heads={self.num_heads}")
 
 
 @dataclass
@@ -88,11 +92,14 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW weight decay
     lr_scheduler: str = "linear"  # transformers scheduler name: linear, cosine, constant, ...
     warmup_ratio: float = 0.0  # share of steps spent warming up
-    batch_size: int = 8  # per-device train batch (pairs)
+    batch_size: int = 8  # per-device train batch: pairs; with shared_vision, images (with all their captions)
     eval_batch_size: int = 8  # per-device batch for validation loss
     grad_accum_steps: int = 2  # gradient accumulation steps
     gradient_checkpointing: bool = True  # trade compute for memory
     freeze_vision: bool = False  # train the text decoder only
+    cache_embeddings: bool = False  # with freeze_vision: run the vision tower once per image, keep the output
+    pixel_cache: bool = False  # decode+resize images once into a uint8 memmap; normalise on the device
+    cache_dir: Optional[str] = None  # pixel cache folder (None: <run_dir>/cache); keyed, so runs may share it
     label_smoothing: float = 0.0  # BLIP used 0.1
     max_txt_len: int = 40  # captions are truncated to this many tokens
     logging_steps: int = 50  # log the train loss every n steps
@@ -114,7 +121,7 @@ class TrainConfig:
         _one_of("report_to", self.report_to, ("tensorboard", "none"))
         for name in ("learning_rate", "epochs"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise ParameterError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("batch_size", "eval_batch_size", "grad_accum_steps", "max_txt_len", "logging_steps"):
             _at_least(name, getattr(self, name), 1)
         _in_range("label_smoothing", self.label_smoothing, 0.0, 1.0)
@@ -122,7 +129,10 @@ class TrainConfig:
         _positive_or_none("eval_steps", self.eval_steps)
         _positive_or_none("eval_max_images", self.eval_max_images)
         if self.eval_strategy == "steps" and not self.eval_steps:
-            raise ValueError("eval_strategy='steps' needs eval_steps")
+            raise ParameterError("eval_strategy='steps' needs eval_steps")
+        if self.cache_embeddings and not self.freeze_vision:
+            raise ParameterError("cache_embeddings=True needs freeze_vision=True: a trained vision tower's "
+                                 "embeddings change every step")
 
 
 DECODING_PRESETS = {
@@ -157,10 +167,10 @@ class GenerationConfig:
             _at_least(name, getattr(self, name), 1)
         _at_least("min_new_tokens", self.min_new_tokens, 0)
         if self.min_new_tokens > self.max_new_tokens:
-            raise ValueError(f"min_new_tokens={self.min_new_tokens} exceeds max_new_tokens={self.max_new_tokens}")
+            raise ParameterError(f"min_new_tokens={self.min_new_tokens} exceeds max_new_tokens={self.max_new_tokens}")
         _in_range("top_p", self.top_p, 0.0, 1.0)
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise ParameterError(f"temperature must be > 0, got {self.temperature}")
 
     def generate_kwargs(self) -> dict:
         """Keyword arguments for `model.generate` (the prompt is handled by blipnb.generation)."""
@@ -187,6 +197,12 @@ class EvalConfig:
     k_examples: int = 8  # error analysis (04): images in each worst-k / best-k gallery
     score_key: str = "CIDEr"  # error analysis (04): per-image metric that ranks images and slices
     min_slice_size: int = 20  # error analysis (04): images a slice needs before it is scored
+    sweep_num_beams: str = ""  # decoding sweep on validation: comma-separated beams, e.g. "1,3,5" ("" = no sweep)
+    sweep_length_penalty: str = ""  # decoding sweep: comma-separated length penalties, e.g. "0.8,1.0,1.2"
+    sweep_max_new_tokens: str = ""  # decoding sweep: comma-separated caption lengths, e.g. "15,20,30"
+    sweep_max_images: Optional[int] = 500  # validation images the sweep captions per setting (None: all)
+    push_to_hub: bool = False  # upload the export with its model card (needs the network and a token)
+    hub_model_id: Optional[str] = None  # the hub repo to push to, e.g. "me/blip-flickr8k"
 
     def __post_init__(self):
         from .scoring import METRIC_KEYS, SACREBLEU  # here: scoring imports pycocoevalcap, config stays light
@@ -198,6 +214,18 @@ class EvalConfig:
         _at_least("min_slice_size", self.min_slice_size, 1)
         # sacreBLEU is corpus-level only: there is no per-image sacreBLEU to rank by
         _one_of("score_key", self.score_key, tuple(k for k in METRIC_KEYS if k != SACREBLEU))
+        for name, kind in (("sweep_num_beams", int), ("sweep_length_penalty", float), ("sweep_max_new_tokens", int)):
+            _parse_list(name, getattr(self, name), kind)
+        _positive_or_none("sweep_max_images", self.sweep_max_images)
+        if self.push_to_hub and not self.hub_model_id:
+            raise ParameterError("push_to_hub=True needs hub_model_id (e.g. 'me/blip-flickr8k')")
+
+    def sweep_grid(self) -> dict[str, list]:
+        """The swept decoding settings (GenerationConfig names -> values); empty when there is no sweep."""
+        grid = {"num_beams": _parse_list("sweep_num_beams", self.sweep_num_beams, int),
+                "length_penalty": _parse_list("sweep_length_penalty", self.sweep_length_penalty, float),
+                "max_new_tokens": _parse_list("sweep_max_new_tokens", self.sweep_max_new_tokens, int)}
+        return {k: v for k, v in grid.items() if v}
 
 
 CAPTION_OUTPUT_SUFFIXES = (".csv", ".jsonl")
@@ -214,9 +242,9 @@ class DemoConfig:
     def __post_init__(self):
         for name in ("image_path", "caption_folder_path"):
             if getattr(self, name) == "":
-                raise ValueError(f"parameter {name!r} must be a path or None, got ''")
+                raise ParameterError(f"parameter {name!r} must be a path or None, got ''")
         if not self.caption_output.lower().endswith(CAPTION_OUTPUT_SUFFIXES):
-            raise ValueError(f"parameter 'caption_output' must end in .csv or .jsonl, got {self.caption_output!r}")
+            raise ParameterError(f"parameter 'caption_output' must end in .csv or .jsonl, got {self.caption_output!r}")
 
 
 @dataclass
@@ -259,7 +287,7 @@ def build_config(params: dict | None = None, base: Config | None = None) -> Conf
         for k in unknown:
             close = difflib.get_close_matches(k, PARAMETERS, n=1)
             hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(f"unknown parameter(s): {', '.join(hints)}. Known parameters: {', '.join(sorted(PARAMETERS))}")
+        raise ParameterError(f"unknown parameter(s): {', '.join(hints)}. Known parameters: {', '.join(sorted(PARAMETERS))}")
     flat = base.flat() if base is not None else {}
     flat.update(params)
     run_dir = flat.pop("run_dir", Config.run_dir)
@@ -297,9 +325,43 @@ def config_from_namespace(namespace: dict, base: Config | None = None) -> Config
         if later:
             warnings.warn(f"ignoring non-parameter variables defined after the parameters cell: {later}")
         candidates = {k: v for k, v in candidates.items() if k in seen or k in PARAMETERS}
+    _short_tracebacks_in_notebooks()
     cfg = build_config(candidates, base=base)
     namespace[_SEEN] = frozenset(candidates)
     return cfg
+
+
+def _short_tracebacks_in_notebooks() -> None:
+    """In IPython, show blipnb's user-facing errors as one clear message instead of a long traceback."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_blipnb_short_errors", False):
+        return
+    from .data import DataSourceUnavailable
+    from .images import BadImageError
+    from .modeling import ModelUnavailable
+
+    def handler(self, etype, value, tb, tb_offset=None):
+        stb = [f"{etype.__name__}: {value}"]
+        self._showtraceback(etype, value, stb)  # still an error: papermill and nbval stop here
+        return stb
+
+    shell.set_custom_exc((ParameterError, DataSourceUnavailable, ModelUnavailable, BadImageError), handler)
+    shell._blipnb_short_errors = True
+
+
+def _parse_list(name: str, text: str, kind: type) -> list:
+    """Parse a comma-separated parameter such as "1,3,5"; a bad item raises naming the parameter."""
+    try:
+        values = [kind(item) for item in text.replace(" ", "").split(",") if item]
+    except ValueError:
+        raise ParameterError(f"parameter {name!r} must be comma-separated {kind.__name__}s, got {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise ParameterError(f"parameter {name!r} must hold positive values, got {text!r}")
+    return values
 
 
 def _check_type(name: str, value: Any, hint: Any) -> Any:
@@ -307,17 +369,17 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
     if value is None:
         if type(None) in allowed:
             return None
-        raise ValueError(f"parameter {name!r} must not be None")
+        raise ParameterError(f"parameter {name!r} must not be None")
     if bool in allowed and isinstance(value, bool):
         return value
     if isinstance(value, bool):  # bool is an int subclass: True is never a valid number here
-        raise ValueError(f"parameter {name!r} must be {_describe(allowed)}, got bool {value!r}")
+        raise ParameterError(f"parameter {name!r} must be {_describe(allowed)}, got bool {value!r}")
     if float in allowed and isinstance(value, int):
         return float(value)
     for t in allowed:
         if t is not type(None) and isinstance(value, t):
             return value
-    raise ValueError(f"parameter {name!r} must be {_describe(allowed)}, got {type(value).__name__} {value!r}")
+    raise ParameterError(f"parameter {name!r} must be {_describe(allowed)}, got {type(value).__name__} {value!r}")
 
 
 def _allowed_types(hint: Any) -> tuple:
@@ -332,22 +394,22 @@ def _describe(allowed: tuple) -> str:
 
 def _one_of(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
-        raise ValueError(f"parameter {name!r} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        raise ParameterError(f"parameter {name!r} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
 def _in_range(name: str, value: float, lo: float, hi: float) -> None:
     if not lo <= value <= hi:
-        raise ValueError(f"parameter {name!r} must be in [{lo}, {hi}], got {value}")
+        raise ParameterError(f"parameter {name!r} must be in [{lo}, {hi}], got {value}")
 
 
 def _at_least(name: str, value: int, lo: int) -> None:
     if value < lo:
-        raise ValueError(f"parameter {name!r} must be >= {lo}, got {value}")
+        raise ParameterError(f"parameter {name!r} must be >= {lo}, got {value}")
 
 
 def _positive_or_none(name: str, value: Optional[int]) -> None:
     if value is not None and value < 1:
-        raise ValueError(f"parameter {name!r} must be a positive integer or None, got {value}")
+        raise ParameterError(f"parameter {name!r} must be a positive integer or None, got {value}")
 
 
 def load_config(path) -> Config:

@@ -55,17 +55,61 @@ def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[s
         summaries[name] = summarise(result, cfg)
         out = runs.PREDICTIONS if name == FINETUNED else runs.BASELINE_PREDICTIONS
         runs.write_jsonl(run / out, prediction_rows(preds, result, split))
+    from .data import split_hashes
+    from .provenance import provenance
+
     metrics = {
         "blipnb_version": __version__,
         "split": cfg.eval.eval_split, "source": cfg.data.source, "n_images": len(split),
+        "split_hash": split_hashes({cfg.eval.eval_split: split})[cfg.eval.eval_split],
         "models": model_ids, "decoding": dataclasses.asdict(cfg.generation),
         "results": summaries,
+        "provenance": provenance(cfg),
     }
     if FINETUNED in results and BASELINE in results:
         metrics["comparison"] = paired_comparison(results[FINETUNED], results[BASELINE],
                                                   n_boot=cfg.eval.n_bootstrap, seed=cfg.eval.bootstrap_seed)
     runs.write_json(run / runs.METRICS, metrics)
     return metrics
+
+
+def decoding_sweep(model, processor, validation, cfg: Config, progress: bool = True) -> dict:
+    """Score each decoding setting of the sweep grid on VALIDATION (CIDEr); test is never used to choose.
+
+    Returns {"grid": [{setting..., "CIDEr", "Bleu_4"}], "best": {setting...}, "n_images"}; writes runs.SWEEP.
+    """
+    import itertools
+
+    from tqdm.auto import tqdm
+
+    from .scoring import quick_scores
+
+    axes = cfg.eval.sweep_grid()
+    if not axes:
+        raise ValueError("no decoding sweep requested: set sweep_num_beams, sweep_length_penalty or "
+                         "sweep_max_new_tokens")
+    if cfg.eval.sweep_max_images is not None:
+        validation = validation.select(range(min(cfg.eval.sweep_max_images, len(validation))))
+    refs = references(validation)
+    grid = []
+    settings = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    for setting in tqdm(settings, desc="decoding sweep (validation)", disable=not progress):
+        gen = dataclasses.replace(cfg.generation, decoding_preset=None, **setting)
+        gen.min_new_tokens = min(gen.min_new_tokens, gen.max_new_tokens)
+        preds = caption_split(model, processor, validation, gen, progress=False)
+        scores = quick_scores(preds, refs)
+        grid.append({**setting, CIDER: scores[CIDER], "Bleu_4": scores["Bleu_4"]})
+    best = max(grid, key=lambda row: row[CIDER])
+    sweep = {"split": "validation", "n_images": len(validation), "grid": grid,
+             "best": {k: best[k] for k in axes}, "chosen_by": CIDER}
+    runs.write_json(runs.RunDir(cfg.run_dir) / runs.SWEEP, sweep)
+    return sweep
+
+
+def apply_decoding(cfg: Config, setting: dict) -> Config:
+    """A copy of `cfg` whose decoding uses `setting` (e.g. the sweep's best on validation)."""
+    gen = dataclasses.replace(cfg.generation, decoding_preset=None, **setting)
+    return dataclasses.replace(cfg, generation=gen)
 
 
 def baseline_id(cfg: Config) -> str:

@@ -45,32 +45,41 @@ def notebook_parameters(path: Path) -> set[str]:
     return set(papermill.inspect_notebook(str(path)))
 
 
-def run_all(params: dict, out: Path, notebook_dir: Path, only: list[str] | None = None) -> int:
-    """Execute the notebooks in order into out/notebooks; stop at the first failure, naming notebook and cell."""
+def run_all(params: dict, out: Path, notebook_dir: Path, only: list[str] | None = None,
+            prepare_only: bool = False) -> int:
+    """Execute the notebooks in order into out/notebooks; stop at the first failure, naming notebook and cell.
+
+    With prepare_only, write the notebooks with their parameters injected but do not run them (for nbval).
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     out = out.resolve()
     params = {**params, "run_dir": str(out)}
     (out / runs.NOTEBOOKS_DIR).mkdir(parents=True, exist_ok=True)
+    declared = {name: notebook_parameters(notebook_dir / f"{name}.ipynb") for name in only or NOTEBOOKS}
+    unused = sorted(set(params) - set().union(*declared.values()))
+    if unused:
+        raise SystemExit(f"parameter(s) {unused} are not parameters of any notebook run here ({', '.join(declared)})")
     timings = {}
     for name in only or NOTEBOOKS:
         src = notebook_dir / f"{name}.ipynb"
         dst = out / runs.NOTEBOOKS_DIR / f"{name}.ipynb"
-        declared = notebook_parameters(src)
-        mine = {k: v for k, v in params.items() if k in declared}
+        mine = {k: v for k, v in params.items() if k in declared[name]}
         print(f"== {name}: {len(mine)} parameters -> {dst}", flush=True)
         start = time.time()
         try:
             papermill.execute_notebook(str(src), str(dst), parameters=mine, kernel_name="python3",
-                                       progress_bar=sys.stderr.isatty(), cwd=str(Path.cwd()))
+                                       progress_bar=sys.stderr.isatty(), cwd=str(Path.cwd()),
+                                       prepare_only=prepare_only)
         except PapermillExecutionError as e:
             print(f"\nFAILED: {name}, cell {e.exec_count} ({e.ename}: {e.evalue})\n"
                   f"The partial executed notebook is kept at {dst}", file=sys.stderr)
             return 1
         timings[name] = time.time() - start
         print(f"   done in {timings[name]:.0f} s", flush=True)
-    print_summary(out, timings)
+    if not prepare_only:
+        print_summary(out, timings)
     return 0
 
 
@@ -115,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ra.add_argument("--out", required=True, help="the run directory (executed notebooks go in its notebooks/)")
     ra.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run just these notebooks, in order")
     ra.add_argument("--notebooks", type=Path, default=None, help="folder holding the notebooks")
+    ra.add_argument("--prepare-only", action="store_true", help="inject parameters without executing (nbval)")
     cp = sub.add_parser("caption", help="caption every image in a folder into CSV or JSONL")
     cp.add_argument("folder")
     cp.add_argument("--model", required=True, help="a model dir (e.g. runs/sample/model) or hub id")
@@ -126,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "caption":
         return caption(args)
     params = read_params(args.parameters_file, args.parameter)
-    return run_all(params, Path(args.out), args.notebooks or default_notebook_dir(), args.only)
+    return run_all(params, Path(args.out), args.notebooks or default_notebook_dir(), args.only, args.prepare_only)
 
 
 if __name__ == "__main__":

@@ -323,7 +323,8 @@ def config_from_namespace(namespace: dict, base: Config | None = None) -> Config
     if seen is not None:
         later = sorted(k for k in candidates if k not in seen and k not in PARAMETERS)
         if later:
-            warnings.warn(f"ignoring non-parameter variables defined after the parameters cell: {later}")
+            warnings.warn(f"ignoring non-parameter variables defined after the parameters cell: {later}",
+                          stacklevel=3)
         candidates = {k: v for k, v in candidates.items() if k in seen or k in PARAMETERS}
     _short_tracebacks_in_notebooks()
     cfg = build_config(candidates, base=base)
@@ -422,3 +423,12 @@ def load_config(path) -> Config:
         flat.update(stored.get(stage, {}))
     flat.pop("decoding_preset", None)  # already applied to the stored decoding values
     return build_config({k: v for k, v in flat.items() if k in PARAMETERS})
+
+
+def load_preset(path, **overrides) -> Config:
+    """Build a Config from a papermill parameters file (e.g. notebooks/params/sample.yaml) plus overrides."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        params = yaml.safe_load(f) or {}
+    return build_config({**params, **overrides})

@@ -56,18 +56,27 @@ def _load_processor(model_id: str) -> BlipProcessor:
 
 
 def train_tokenizer(captions: Iterable[str], vocab_size: int):
-    """A BERT-style WordPiece tokenizer trained on `captions`, with [DEC] as bos, [SEP] as eos and [PAD] as pad."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    """A BERT-style WordPiece tokenizer over `captions`, with [DEC] as bos, [SEP] as eos and [PAD] as pad.
+
+    The vocabulary is the specials, every character (word-initial and ## continuation), then whole words by
+    frequency (ties by spelling) up to `vocab_size`: any word still tokenizes, and the same captions always give
+    the same ids. (tokenizers' WordPieceTrainer breaks ties in hash order, so two runs on the same captions gave
+    different vocabularies, and therefore different models.)
+    """
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
     from transformers import BertTokenizer
 
-    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wp.train_from_iterator(list(captions), trainers.WordPieceTrainer(vocab_size=vocab_size,
-                                                                     special_tokens=SPECIAL_TOKENS))
+    normalize, split = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(w for c in captions for w, _ in split.pre_tokenize_str(normalize.normalize_str(c)))
+    chars = sorted({ch for w in words for ch in w})
+    tokens = list(SPECIAL_TOKENS) + chars + [f"##{ch}" for ch in chars]
+    tokens += [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1]
+    tokens = list(dict.fromkeys(tokens))[: max(vocab_size, 2 * len(chars) + len(SPECIAL_TOKENS))]
     # BertTokenizer(vocab_file=...) silently ignores the file in transformers 5.x; pass the dict.
-    tok = BertTokenizer(vocab=wp.get_vocab(), do_lower_case=True, bos_token="[DEC]", eos_token="[SEP]",
-                        model_max_length=512)
+    tok = BertTokenizer(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True, bos_token="[DEC]",
+                        eos_token="[SEP]", model_max_length=512)
     assert tok.convert_tokens_to_ids("[DEC]") != tok.unk_token_id, "tokenizer lost its vocabulary"
     return tok
 

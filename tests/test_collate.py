@@ -8,11 +8,15 @@ from PIL import Image
 
 
 @pytest.fixture(scope="module")
-def processor(tmp_path_factory):
+def tiny_dir(tmp_path_factory):
     caps = ["a large red circle in the top left", "a small blue square at the bottom right", "a picture of"]
-    path = build_tiny_blip(caps * 10, tmp_path_factory.mktemp("tiny"), ModelConfig(from_scratch=True, image_size=32,
-                                                                                 vocab_size=80))
-    return load_model(path, attn_implementation="eager")[1]
+    return build_tiny_blip(caps * 10, tmp_path_factory.mktemp("tiny"),
+                           ModelConfig(from_scratch=True, image_size=32, vocab_size=80))
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_dir):
+    return load_model(tiny_dir, attn_implementation="eager")[1]
 
 
 def items(*captions):
@@ -81,9 +85,9 @@ def test_broken_image_is_named(processor, tmp_path):
                                      "captions": ["x"]}])
 
 
-def test_loss_ignores_padding(processor, tmp_path):
-    """Padding a batch must not change the loss of its captions."""
-    model, _ = load_model(processor_path(processor, tmp_path), attn_implementation="eager")
+def test_loss_ignores_padding(processor, tiny_dir):
+    """Padding a batch must not change the logits of a caption."""
+    model, _ = load_model(tiny_dir, attn_implementation="eager")
     model.eval()
     col = CaptionCollator(processor)
     alone = col(items("a red circle"))
@@ -94,9 +98,3 @@ def test_loss_ignores_padding(processor, tmp_path):
         ref = model(**alone).logits[0]
     assert torch.allclose(logits, ref, atol=1e-4)
     assert torch.isfinite(l1)
-
-
-def processor_path(processor, tmp_path):
-    from blipnb.config import ModelConfig
-    caps = ["a large red circle in the top left", "a small blue square at the bottom right"]
-    return build_tiny_blip(caps * 10, tmp_path / "m", ModelConfig(from_scratch=True, image_size=32, vocab_size=80))

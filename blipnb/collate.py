@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import datasets
 import torch
 from torch.utils.data import Dataset
 
 from .images import to_rgb
+
+if TYPE_CHECKING:
+    import datasets
 
 IGNORE_INDEX = -100  # positions the loss skips: padding and the prompt
 
@@ -21,6 +24,8 @@ class CaptionPairs(Dataset):
     """
 
     def __init__(self, split: datasets.Dataset, grouped: bool = False):
+        import datasets  # here: the GPU benchmarks import blipnb.training where datasets is missing
+
         # Decode images ourselves, so a broken file is reported by name rather than from inside PIL/datasets.
         self.split = split.cast_column("image", datasets.Image(decode=False))
         self.grouped = grouped
@@ -47,6 +52,7 @@ class CaptionCollator:
     - Padding and the optional prompt are set to -100 in `labels`, so they carry no loss.
     - Captions (prompt included) are truncated to `max_txt_len` tokens, as BLIP does.
     - Grouped items add `image_index`: the row of `pixel_values` each caption belongs to.
+    - Items from `blipnb.cache` give `pixel_uint8` or `image_embeds` instead of `pixel_values`.
     """
 
     processor: object
@@ -61,14 +67,22 @@ class CaptionCollator:
         self.prompt_length = len(tok(self.prompt).input_ids) - 1 if self.prompt else 0
 
     def __call__(self, items: list[dict]) -> dict:
-        images = [to_rgb(it["image"], it.get("image_id")) for it in items]
-        pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        image_inputs = self.image_inputs(items)
         texts = [self.prompt + c for it in items for c in it["captions"]]
         batch = self.encode_captions(texts)
-        batch["pixel_values"] = pixel_values
+        batch.update(image_inputs)
         if any(len(it["captions"]) != 1 for it in items):
             batch["image_index"] = torch.tensor([i for i, it in enumerate(items) for _ in it["captions"]])
         return batch
+
+    def image_inputs(self, items: list[dict]) -> dict:
+        """`pixel_values` from the items' images, or what blipnb.cache put in the items instead."""
+        if "image_embeds" in items[0]:  # frozen vision: the cached vision-tower output
+            return {"image_embeds": torch.stack([torch.as_tensor(it["image_embeds"]) for it in items])}
+        if "pixels" in items[0]:  # uint8 pixel cache: normalised on the device by CaptionTrainer
+            return {"pixel_uint8": torch.stack([torch.as_tensor(it["pixels"]) for it in items])}
+        images = [to_rgb(it["image"], it.get("image_id")) for it in items]
+        return {"pixel_values": self.processor.image_processor(images, return_tensors="pt")["pixel_values"]}
 
     def encode_captions(self, texts: list[str]) -> dict:
         """Tokenise prompt+caption texts into input_ids, attention_mask and labels."""

@@ -8,9 +8,8 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from . import runs
-from .collate import CaptionCollator, CaptionPairs
+from .collate import CaptionCollator
 from .config import Config
-from .generation import caption_split
 
 BEST_METRIC = "eval_cider"  # checkpoints are chosen on validation CIDEr, never on test
 
@@ -53,12 +52,19 @@ def training_arguments(cfg: Config) -> TrainingArguments:
 
 
 def forward_loss(model, batch: dict) -> torch.Tensor:
-    """BLIP's captioning loss; with `image_index` the vision tower runs once per image (shared vision pass)."""
-    if "image_index" not in batch:
+    """BLIP's captioning loss; with `image_index` the vision tower runs once per image (shared vision pass);
+    with `image_embeds` (frozen vision, blipnb.cache) it does not run at all."""
+    if "image_embeds" in batch:
+        image_embeds = batch["image_embeds"]
+        if not torch.is_autocast_enabled(image_embeds.device.type):  # bf16 cache, fp32 decoder
+            image_embeds = image_embeds.to(model.text_decoder.dtype)
+    elif "image_index" not in batch:
         return model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
                      attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
-    image_embeds = model.vision_model(pixel_values=batch["pixel_values"]).last_hidden_state
-    image_embeds = image_embeds.index_select(0, batch["image_index"])
+    else:
+        image_embeds = model.vision_model(pixel_values=batch["pixel_values"]).last_hidden_state
+    if "image_index" in batch:
+        image_embeds = image_embeds.index_select(0, batch["image_index"])
     return model.text_decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                               encoder_hidden_states=image_embeds, labels=batch["labels"], reduction="mean").loss
 
@@ -76,6 +82,15 @@ class CaptionTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.caption_eval = caption_eval  # (validation split, GenerationConfig, max images)
 
+    def _prepare_inputs(self, inputs):
+        inputs = super()._prepare_inputs(inputs)
+        if "pixel_uint8" in inputs:  # the uint8 pixel cache: a 4x smaller copy, then normalised on the device
+            from .cache import normalize_pixels
+
+            ip = self.processing_class.image_processor
+            inputs["pixel_values"] = normalize_pixels(inputs.pop("pixel_uint8"), ip)
+        return inputs
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = forward_loss(model, inputs)
         return (loss, None) if return_outputs else loss
@@ -91,6 +106,7 @@ class CaptionTrainer(Trainer):
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
                                          metric_key_prefix)
         if self.caption_eval is not None and metric_key_prefix == "eval":
+            from .generation import caption_split
             from .scoring import quick_scores
 
             split, gen, max_images = self.caption_eval
@@ -107,6 +123,8 @@ def build_trainer(cfg: Config, model, processor, ds) -> CaptionTrainer:
     """A CaptionTrainer over the train pairs, with validation loss and validation CIDEr/BLEU-4 per evaluation."""
     from transformers.integrations import TensorBoardCallback
 
+    from .cache import training_datasets
+
     collator = CaptionCollator(processor, max_txt_len=cfg.train.max_txt_len, prompt=cfg.generation.prompt)
     callbacks = []
     if cfg.train.report_to == "tensorboard":
@@ -114,10 +132,14 @@ def build_trainer(cfg: Config, model, processor, ds) -> CaptionTrainer:
 
         callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(Path(cfg.run_dir) / runs.LOGS_DIR))))
     evaluating = cfg.train.eval_strategy != "no"
+    train_dataset, eval_dataset = training_datasets(cfg, model, processor, ds, evaluating)
+    if cfg.train.compile and cfg.train.shared_vision and not cfg.train.cache_embeddings:
+        # forward_loss calls the vision tower directly, past the Trainer's compiled forward: compile it
+        # in place (state_dict keys unchanged).
+        model.vision_model.compile()
     return CaptionTrainer(
         model=model, args=training_arguments(cfg), data_collator=collator, processing_class=processor,
-        train_dataset=CaptionPairs(ds["train"], grouped=cfg.train.shared_vision),
-        eval_dataset=CaptionPairs(ds["validation"]) if evaluating else None,
+        train_dataset=train_dataset, eval_dataset=eval_dataset,
         caption_eval=(ds["validation"], cfg.generation, cfg.train.eval_max_images) if evaluating else None,
         callbacks=callbacks,
     )

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# On the development machine: download the wheels benchmarks/run_gpu.sh needs on the GPU machine into .whl/
+# (git-ignored; the device tool carries it with carry=[".whl"]). The GPU image (Python 3.12) has torch, numpy,
+# pillow, tqdm, accelerate, tokenizers and huggingface-hub, but transformers 5.17: blipnb is developed and its
+# SDPA patch tested on the version in .venv, so that one travels. `datasets` is not needed by the benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version=$(.venv/bin/python -c "import transformers; print(transformers.__version__)")
+rm -rf .whl
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .whl "transformers==$version"
+ls -l .whl

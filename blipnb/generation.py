@@ -1,9 +1,7 @@
 """Caption images in batches from pixel_values only (plus an optional fixed prompt), one caption per image."""
 from __future__ import annotations
 
-import contextlib
 import csv
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -14,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .config import GenerationConfig
 from .images import to_rgb
+from .precision import autocast
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -34,7 +33,7 @@ def caption_batch(model, processor, images: Sequence, gen: GenerationConfig, nam
     pil = [to_rgb(im, names[i] if names else None) for i, im in enumerate(images)]
     pixel_values = processor.image_processor(pil, return_tensors="pt")["pixel_values"].to(device)
     input_ids = prompt_ids(processor, gen.prompt, len(pil), device)
-    with _autocast(device):
+    with autocast(device):
         out = model.generate(pixel_values=pixel_values, input_ids=input_ids,
                              num_return_sequences=num_return_sequences, **gen.generate_kwargs())
     if input_ids is not None:
@@ -93,6 +92,8 @@ def caption_folder(folder: str | Path, model, processor, gen: GenerationConfig, 
     from .images import BadImageError
 
     folder, out_path = Path(folder), Path(out_path)
+    if out_path.suffix.lower() not in (".csv", ".jsonl"):
+        raise ValueError(f"out_path must end in .csv or .jsonl: {out_path}")  # before, not after, the work
     files = list_images(folder)
     rows, errors = [], []
     bs = gen.gen_batch_size
@@ -112,22 +113,17 @@ def caption_folder(folder: str | Path, model, processor, gen: GenerationConfig, 
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        if path.suffix.lower() == ".csv":
-            w = csv.DictWriter(f, fieldnames=["file_name", "caption"])
-            w.writeheader()
-            w.writerows(rows)
-        elif path.suffix.lower() == ".jsonl":
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-        else:
-            raise ValueError(f"out_path must end in .csv or .jsonl: {path}")
-    tmp.replace(path)
+    import io
 
+    from .runs import write_jsonl, write_text
 
-def _autocast(device: torch.device):
-    """bf16 autocast on a GPU that supports it; nothing on CPU."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if path.suffix.lower() == ".jsonl":
+        write_jsonl(path, rows)
+    elif path.suffix.lower() == ".csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["file_name", "caption"])
+        w.writeheader()
+        w.writerows(rows)
+        write_text(path, buf.getvalue())
+    else:
+        raise ValueError(f"out_path must end in .csv or .jsonl: {path}")

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .runs import write_text
 
 # Visually distinct RGB values, far apart in hue so a tiny model (and a human) can tell them apart.
 COLOURS = {
@@ -69,8 +69,8 @@ def make_sample(out_dir, n_train: int, n_validation: int, n_test: int, image_siz
                           "objects": [{k: o[k] for k in ("shape", "colour", "size", "position")} for o in objects]}
             rows.append({"file_name": name, "captions": _captions(objects, rng), "split": split,
                          "attributes": json.dumps(attributes, sort_keys=True)})
-    _atomic_write(out / METADATA, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    _atomic_write(out / MARKER, json.dumps(params, sort_keys=True) + "\n")
+    write_text(out / METADATA, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    write_text(out / MARKER, json.dumps(params, sort_keys=True) + "\n")
     return out
 
 
@@ -212,14 +212,3 @@ def _captions(objects: list[dict], rng: np.random.Generator, n: int = 5) -> list
 
 def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

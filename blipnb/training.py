@@ -10,23 +10,15 @@ from transformers import Trainer, TrainingArguments
 from . import runs
 from .collate import CaptionCollator
 from .config import Config
+from .precision import resolve
 
 BEST_METRIC = "eval_cider"  # checkpoints are chosen on validation CIDEr, never on test
-
-
-def resolve_precision(precision: str) -> str:
-    """auto -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU."""
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
 
 
 def training_arguments(cfg: Config) -> TrainingArguments:
     """Map our short names onto TrainingArguments."""
     t = cfg.train
-    precision = resolve_precision(t.precision)
+    precision = resolve(t.precision)
     evaluating = t.eval_strategy != "no"
     return TrainingArguments(
         output_dir=str(Path(cfg.run_dir) / runs.CHECKPOINTS_DIR),
@@ -34,7 +26,7 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         learning_rate=t.learning_rate, weight_decay=t.weight_decay,
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio,  # < 1 is read as a ratio of all steps
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.eval_batch_size,
-        gradient_accumulation_steps=t.grad_accum_steps, gradient_checkpointing=t.gradient_checkpointing,
+        gradient_accumulation_steps=t.grad_accum_steps, activation_checkpointing=t.gradient_checkpointing,
         bf16=precision == "bf16", fp16=precision == "fp16", tf32=torch.cuda.is_available() or None,
         logging_steps=t.logging_steps, logging_first_step=True,
         eval_strategy=t.eval_strategy, eval_steps=t.eval_steps,

@@ -1,0 +1,48 @@
+"""The model card carries the numbers of the run that wrote it."""
+import pytest
+from helpers import tiny_config
+
+from blipnb import runs
+from blipnb.bootstrap import paired_comparison
+from blipnb.card import model_card, write_model_card
+from blipnb.evaluation import BASELINE, FINETUNED, summarise
+from blipnb.scoring import CIDER, score_captions
+
+REFS = {f"im{i}": [f"a red circle in the top left number {i}", f"one red circle at the top left {i}",
+                   "a red circle"] for i in range(12)}
+
+
+def fake_metrics(cfg):
+    good = score_captions({k: v[0] for k, v in REFS.items()}, REFS, do_spice=False)
+    bad = score_captions({k: "a blue square" for k in REFS}, REFS, do_spice=False)
+    return {"blipnb_version": "test", "split": "test", "source": "sample", "n_images": len(REFS),
+            "split_hash": "abc123", "models": {FINETUNED: "model", BASELINE: "base_model"},
+            "decoding": {"num_beams": 3, "max_new_tokens": 20, "prompt": ""},
+            "results": {FINETUNED: summarise(good, cfg), BASELINE: summarise(bad, cfg)},
+            "comparison": paired_comparison(good, bad, n_boot=100)}
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """Scored once: METEOR starts Java each time."""
+    cfg = tiny_config(tmp_path_factory.mktemp("run"), n_bootstrap=100)
+    return cfg, fake_metrics(cfg)
+
+
+def test_card_has_the_metrics_cis_baseline_and_limitations(scored):
+    cfg, metrics = scored
+    card = model_card(cfg, metrics)
+    ours = metrics["results"][FINETUNED]
+    assert f"{ours['metrics'][CIDER]:.4g}" in card
+    assert f"{ours['ci'][CIDER]['low']:.4g}" in card and f"{ours['ci'][CIDER]['high']:.4g}" in card
+    assert f"{metrics['results'][BASELINE]['metrics'][CIDER]:.4g}" in card
+    assert f"{metrics['comparison'][CIDER]['diff']:.4g}" in card
+    assert "abc123" in card and "synthetic" in card and "SPICE unavailable" in card
+    assert "learning_rate: 0.001" in card
+
+
+def test_write_model_card_lands_in_the_export(scored):
+    cfg, metrics = scored
+    path = write_model_card(cfg, metrics)
+    assert path == runs.RunDir(cfg.run_dir) / runs.MODEL_DIR / runs.MODEL_CARD
+    assert path.read_text().startswith("---\nlibrary_name: transformers")

@@ -98,13 +98,14 @@ class CaptionTrainer(Trainer):
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
                                          metric_key_prefix)
         if self.caption_eval is not None and metric_key_prefix == "eval":
+            from .evaluation import references
             from .generation import caption_split
             from .scoring import quick_scores
 
             split, gen, max_images = self.caption_eval
             preds = caption_split(self.model, self.processing_class, split, gen, max_images=max_images,
                                   progress=False)
-            refs = dict(zip(split["image_id"], split["captions"]))
+            refs = references(split)
             scores = quick_scores(preds, {k: refs[k] for k in preds})
             output.metrics[f"{metric_key_prefix}_cider"] = scores["CIDEr"]
             output.metrics[f"{metric_key_prefix}_bleu4"] = scores["Bleu_4"]

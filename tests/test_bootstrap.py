@@ -122,6 +122,23 @@ def test_meteor_and_spice_resample_per_image_means(scored):
     assert "per-image mean (0.4938)" in cis[METEOR]["note"]
 
 
+def test_meteor_interval_brackets_the_java_corpus_value_when_it_differs_from_the_mean(scored):
+    """Java's corpus METEOR is not the per-image mean; the interval must still bracket the reported value."""
+    result = {**scored, "per_image": {i: dict(row) for i, row in scored["per_image"].items()},
+              "metrics": dict(scored["metrics"])}
+    ids = result["stats"]["image_ids"]
+    for n, i in enumerate(ids):
+        result["per_image"][i][METEOR] = n / len(ids)
+    corpus = float(np.mean(np.arange(len(ids)) / len(ids))) - 0.05  # as on the sample: corpus below the mean
+    result["metrics"][METEOR] = corpus
+    assert metrics_at(result, np.ones(len(ids)))[METEOR][0] == pytest.approx(corpus)
+    cis = bootstrap_cis(result, n_boot=300)
+    assert cis[METEOR]["low"] < corpus < cis[METEOR]["high"]
+    other = {**result, "metrics": {**result["metrics"], METEOR: corpus - 0.1}}
+    row = paired_comparison(result, other, n_boot=300)[METEOR]
+    assert row["diff"] == pytest.approx(0.1) and row["low"] == pytest.approx(0.1) == row["high"]
+
+
 def test_paired_comparison_detects_a_planted_improvement():
     """A copies a reference for 80% of images, B is junk everywhere: A wins with a CI above zero."""
     ids = sorted(REFS)

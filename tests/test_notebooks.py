@@ -125,3 +125,15 @@ def test_hub_defaults_offline_fail_fast_with_one_clear_message(tmp_path):
     assert err.value.ename == "DataSourceUnavailable"
     assert "jxie/flickr8k" in err.value.evalue and "notebooks/params/sample.yaml" in err.value.evalue
     assert len(err.value.traceback) <= 3  # one message, not a 60-line traceback
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_help_notebook_documents_every_parameter(name):
+    """papermill --help-notebook must parse every line of the parameters cell (an '=' in a comment breaks it)."""
+    from papermill.translators import PythonTranslator
+    nb = json.loads((NB_DIR / f"{name}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    source = "".join(cell["source"])
+    parsed = PythonTranslator.inspect({"source": source})
+    assert len(parsed) == len([line for line in source.splitlines() if line.strip()])
+    assert all(p.help for p in parsed), [p.name for p in parsed if not p.help]

@@ -31,13 +31,18 @@ class DataSourceUnavailable(RuntimeError):
 
 def load_captions(cfg: DataConfig) -> DatasetDict:
     """Load cfg.source as the canonical DatasetDict, cap its sizes, then guard against leaks across splits."""
+    return load_checked(cfg)[0]
+
+
+def load_checked(cfg: DataConfig) -> tuple[DatasetDict, list[dict]]:
+    """load_captions, also returning the near-duplicate pairs found before the policy was applied."""
     from blipnb import leaks, sources  # they import this module's constants
 
     ds = sources.load_source(cfg)
     ds = limit_samples(ds, cfg.max_train_samples, cfg.max_eval_samples)
     check_disjoint(ds)
     pairs = leaks.near_duplicates(ds)
-    return leaks.apply_near_duplicate_policy(ds, pairs, cfg.near_duplicates)
+    return leaks.apply_near_duplicate_policy(ds, pairs, cfg.near_duplicates), pairs
 
 
 def limit_samples(ds: DatasetDict, max_train: int | None, max_eval: int | None) -> DatasetDict:

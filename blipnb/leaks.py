@@ -96,6 +96,12 @@ def apply_near_duplicate_policy(ds: DatasetDict, pairs: list[dict], action: str)
     return out
 
 
+def remaining_pairs(pairs: list[dict], ds: DatasetDict) -> list[dict]:
+    """The pairs whose both images are still in `ds` (after a drop policy, none are)."""
+    ids = {split: set(ds[split][IMAGE_ID]) for split in ds}
+    return [p for p in pairs if p["id_a"] in ids.get(p["split_a"], ()) and p["id_b"] in ids.get(p["split_b"], ())]
+
+
 def _hash_source(source: dict) -> int | str:
     """dHash of a stored image ({bytes, path}); an error message instead of raising, so all failures are listed."""
     try:

@@ -9,8 +9,9 @@ from fixtures import blob_image, make_folder
 from PIL import Image
 
 from blipnb.config import DataConfig
-from blipnb.data import IMAGE_ID, load_captions
-from blipnb.leaks import NearDuplicateWarning, _close_pairs, apply_near_duplicate_policy, near_duplicates
+from blipnb.data import IMAGE_ID, load_captions, load_checked
+from blipnb.leaks import (NearDuplicateWarning, _close_pairs, apply_near_duplicate_policy, near_duplicates,
+                          remaining_pairs)
 
 SPLITS_10 = ["train"] * 6 + ["validation"] * 2 + ["test"] * 2
 
@@ -51,6 +52,16 @@ def test_drop_removes_the_test_copies(planted):
     with pytest.warns(NearDuplicateWarning, match="dropped 2 from test"):
         ds = load_captions(cfg(planted, "drop"))
     assert len(ds["test"]) == 0 and len(ds["train"]) == 6 and len(ds["validation"]) == 2
+
+
+def test_load_checked_reports_what_it_found_and_what_remains(planted):
+    """01 shows the pairs found while loading, without hashing every image a second time."""
+    with pytest.warns(NearDuplicateWarning):
+        kept, found = load_checked(cfg(planted, "warn"))
+    assert len(found) == 2 and remaining_pairs(found, kept) == found
+    with pytest.warns(NearDuplicateWarning):
+        dropped, found = load_checked(cfg(planted, "drop"))
+    assert len(found) == 2 and remaining_pairs(found, dropped) == []
 
 
 def test_fail_raises_naming_the_ids(planted):

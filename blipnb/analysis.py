@@ -14,7 +14,7 @@ from collections import Counter
 import numpy as np
 
 from . import runs
-from .data import IMAGE_ID
+from .data import IMAGE_ID, words
 
 MADE_BY = "03_evaluate.ipynb"
 ATTRIBUTES = "attributes"  # the sample source's extra column: a JSON string of the ground truth
@@ -36,11 +36,6 @@ def load_predictions(run) -> tuple[list[dict], list[dict] | None]:
     rows = runs.read_jsonl(run.require(runs.PREDICTIONS, MADE_BY))
     baseline = run / runs.BASELINE_PREDICTIONS
     return rows, (runs.read_jsonl(baseline) if baseline.exists() else None)
-
-
-def words(caption: str) -> list[str]:
-    """Lower-case word tokens of a caption (letters, digits, apostrophes)."""
-    return re.findall(r"[a-z0-9']+", caption.lower())
 
 
 def scored(rows: list[dict], key: str = "CIDEr") -> list[dict]:

@@ -100,9 +100,9 @@ def caption_stats(ds: DatasetDict, max_images: int = 200, top_k: int = 20) -> di
         stats["sizes"][s] = len(captions)
         stats["captions_per_image"][s] = {"min": min(counts, default=0), "max": max(counts, default=0),
                                           "mean": sum(counts) / len(counts) if counts else 0.0}
-        words = [_words(c) for caps in captions for c in caps]
-        stats["caption_words"][s] = [len(w) for w in words]
-        vocab[s] = Counter(w for ws in words for w in ws)
+        tokenized = [words(c) for caps in captions for c in caps]
+        stats["caption_words"][s] = [len(w) for w in tokenized]
+        vocab[s] = Counter(w for ws in tokenized for w in ws)
         sizes = image_sizes(ds[s], max_images)
         stats["image_sizes"][s] = sizes
         stats["aspects"][s] = [round(w / h, 3) for w, h in sizes if h]
@@ -145,7 +145,8 @@ def _caption_counts(split: Dataset) -> list[int]:
     return pc.list_value_length(column).to_pylist()
 
 
-def _words(caption: str) -> list[str]:
+def words(caption: str) -> list[str]:
+    """Lower-case word tokens of a caption (letters, digits, apostrophes): the one definition of a word."""
     return re.findall(r"[a-z0-9']+", caption.lower())
 
 

@@ -137,3 +137,14 @@ def test_help_notebook_documents_every_parameter(name):
     parsed = PythonTranslator.inspect({"source": source})
     assert len(parsed) == len([line for line in source.splitlines() if line.strip()])
     assert all(p.help for p in parsed), [p.name for p in parsed if not p.help]
+
+
+def test_notebooks_that_load_data_declare_every_data_parameter():
+    """01 and 02 must see the same splits: a data parameter missing from one would be silently ignored there."""
+    from dataclasses import fields
+
+    from blipnb.config import DataConfig
+    data_params = {f.name for f in fields(DataConfig)}
+    for name in ("01_data_exploration", "02_finetune"):
+        missing = data_params - notebook_parameters(NB_DIR / f"{name}.ipynb")
+        assert not missing, f"{name} lacks data parameters {sorted(missing)}"

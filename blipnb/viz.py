@@ -144,10 +144,12 @@ def plot_paired_differences(comparison: dict, a: str = "fine-tuned", b: str = "b
     return fig
 
 
-def plot_sweep_heatmap(grid: list[dict], x: str, y: str, value: str, facet: str | None = None) -> Figure:
-    """Heatmap of `value` over x and y; one panel per value of a third swept key (found if not given)."""
+def plot_sweep_heatmap(grid: list[dict], x: str, y: str | None, value: str, facet: str | None = None) -> Figure:
+    """Heatmap of `value` over x and y (y None: one row); one panel per value of a third swept key."""
     if not grid:
         raise ValueError("the sweep grid is empty")
+    if y is None or y == x:  # a one-axis sweep: a single row, not a diagonal
+        grid, y = [{**r, " ": ""} for r in grid], " "
     missing = [k for k in (x, y, value) if k not in grid[0]]
     if missing:
         raise KeyError(f"sweep rows lack {missing}; they have {sorted(grid[0])}")

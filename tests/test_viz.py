@@ -180,3 +180,10 @@ def test_html_table_formats_escapes_and_accepts_dicts():
     assert "<td>train</td><td>3</td>" in nested
     assert "<td>vocab</td><td>12</td>" in viz.html_table({"vocab": 12}).data
     assert "2 more rows" in viz.html_table([{"a": i} for i in range(5)], max_rows=3).data
+
+
+def test_one_axis_sweep_is_a_single_row():
+    grid = [{"num_beams": b, "CIDEr": 0.5 + b / 10} for b in (1, 3, 5)]
+    fig = viz.plot_sweep_heatmap(grid, "num_beams", None, "CIDEr")
+    image = fig.axes[0].images[0].get_array()
+    assert image.shape == (1, 3) and [t.get_text() for t in fig.axes[0].texts][-1].endswith("*")

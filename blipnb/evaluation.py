@@ -128,10 +128,10 @@ def report_rows(metrics: dict) -> list[dict]:
         row = {"metric": key}
         for name, r in results.items():
             ci = r.get("ci", {}).get(key) or {}
-            row[name] = _with_ci(r["metrics"].get(key), ci.get("low"), ci.get("high"))
+            row[name] = _with_ci(key, r["metrics"].get(key), ci.get("low"), ci.get("high"))
         if key in comparison:
             c = comparison[key]
-            row["difference"] = _with_ci(c.get("diff"), c.get("low"), c.get("high"))
+            row["difference"] = _with_ci(key, c.get("diff"), c.get("low"), c.get("high"))
             row["P(fine-tuned wins)"] = "n/a" if c.get("p_a_wins") is None else f"{c['p_a_wins']:.3f}"
         rows.append(row)
     rows.append({"metric": "n images"} | {n: str(r["n_images"]) for n, r in results.items()})
@@ -155,9 +155,16 @@ def format_report(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _with_ci(value, low, high) -> str:
+def format_value(key: str, value) -> str:
+    """A metric as reports show it: 4 decimals on the 0-1 scale and for CIDEr, 2 for sacreBLEU (0-100)."""
+    from .scoring import SACREBLEU
+
     if value is None:
         return "n/a"
-    if low is None or high is None:
-        return f"{value:.4g}"
-    return f"{value:.4g} [{low:.4g}, {high:.4g}]"
+    return f"{value:.2f}" if key == SACREBLEU else f"{value:.4f}"
+
+
+def _with_ci(key: str, value, low, high) -> str:
+    if value is None or low is None or high is None:
+        return format_value(key, value)
+    return f"{format_value(key, value)} [{format_value(key, low)}, {format_value(key, high)}]"

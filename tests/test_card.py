@@ -5,7 +5,7 @@ from helpers import tiny_config
 from blipnb import runs
 from blipnb.bootstrap import paired_comparison
 from blipnb.card import model_card, write_model_card
-from blipnb.evaluation import BASELINE, FINETUNED, summarise
+from blipnb.evaluation import BASELINE, FINETUNED, format_value, summarise
 from blipnb.scoring import CIDER, score_captions
 
 REFS = {f"im{i}": [f"a red circle in the top left number {i}", f"one red circle at the top left {i}",
@@ -33,10 +33,11 @@ def test_card_has_the_metrics_cis_baseline_and_limitations(scored):
     cfg, metrics = scored
     card = model_card(cfg, metrics)
     ours = metrics["results"][FINETUNED]
-    assert f"{ours['metrics'][CIDER]:.4g}" in card
-    assert f"{ours['ci'][CIDER]['low']:.4g}" in card and f"{ours['ci'][CIDER]['high']:.4g}" in card
-    assert f"{metrics['results'][BASELINE]['metrics'][CIDER]:.4g}" in card
-    assert f"{metrics['comparison'][CIDER]['diff']:.4g}" in card
+    shown = lambda value: format_value(CIDER, value)  # noqa: E731
+    assert shown(ours["metrics"][CIDER]) in card
+    assert shown(ours["ci"][CIDER]["low"]) in card and shown(ours["ci"][CIDER]["high"]) in card
+    assert shown(metrics["results"][BASELINE]["metrics"][CIDER]) in card
+    assert shown(metrics["comparison"][CIDER]["diff"]) in card
     assert "abc123" in card and "synthetic" in card and "SPICE unavailable" in card
     assert "learning_rate: 0.001" in card
 

@@ -47,3 +47,14 @@ def test_write_model_card_lands_in_the_export(scored):
     path = write_model_card(cfg, metrics)
     assert path == runs.RunDir(cfg.run_dir) / runs.MODEL_DIR / runs.MODEL_CARD
     assert path.read_text().startswith("---\nlibrary_name: transformers")
+
+
+def test_push_to_hub_offline_fails_with_one_clear_message(scored, monkeypatch):
+    import dataclasses
+
+    from blipnb.card import push_export
+    cfg, _ = scored
+    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, push_to_hub=True, hub_model_id="me/blip-test"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match=r"push_to_hub to 'me/blip-test' failed.*The export stays in"):
+        push_export(cfg)

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .collate import CaptionPairs
+from .data import undecoded
 from .images import to_rgb
 
 CACHE_DIR = "cache"  # inside the run dir, unless TrainConfig.cache_dir names a (shareable) folder
@@ -239,10 +240,9 @@ class CachedCaptionPairs(CaptionPairs):
 
 def image_sources(split) -> tuple[list, list[str]]:
     """A canonical split's undecoded images ({path, bytes}, read lazily) and error labels (id and file)."""
-    import datasets
     import pyarrow.compute as pc
 
-    raw = split.cast_column("image", datasets.Image(decode=False))
+    raw = undecoded(split)
     column = raw.select_columns(["image"]).with_format("arrow")[:]["image"]
     paths = pc.struct_field(column, "path").to_pylist() if len(raw) else []  # bytes stay memory-mapped
     names = [f"{i} ({p})" if p else str(i) for i, p in zip(raw["image_id"], paths, strict=True)]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import Dataset
 
+from .data import undecoded
 from .images import to_rgb
 
 if TYPE_CHECKING:
@@ -24,10 +25,9 @@ class CaptionPairs(Dataset):
     """
 
     def __init__(self, split: datasets.Dataset, grouped: bool = False):
-        import datasets  # here: the GPU benchmarks import blipnb.training where datasets is missing
 
         # Decode images ourselves, so a broken file is reported by name rather than from inside PIL/datasets.
-        self.split = split.cast_column("image", datasets.Image(decode=False))
+        self.split = undecoded(split)
         self.grouped = grouped
         counts = [len(c) for c in split["captions"]]
         self.index = ([(i, None) for i in range(len(split))] if grouped

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from PIL import Image
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -117,25 +115,25 @@ def caption_stats(ds: DatasetDict, max_images: int = 200, top_k: int = 20) -> di
 
 def image_sizes(split: Dataset, max_images: int = 200) -> list[tuple[int, int]]:
     """(width, height) of up to max_images evenly spaced images, read from the file headers only."""
-    from datasets import Image as ImageFeature
+    from .images import open_image
 
     n = len(split)
     if n == 0 or max_images <= 0:
         return []
     picks = sorted({int(i * n / min(n, max_images)) for i in range(min(n, max_images))})
-    raw = split.select(picks).select_columns([IMAGE]).cast_column(IMAGE, ImageFeature(decode=False))
+    raw = undecoded(split.select(picks).select_columns([IMAGE]))
     out = []
     for row in raw:
-        with open_stored(row[IMAGE]) as im:
+        with open_image(row[IMAGE]) as im:
             out.append(im.size)
     return out
 
 
-def open_stored(source: dict) -> Image.Image:
-    """Open an undecoded Image-feature value ({bytes, path}) with PIL (lazy: reads the header)."""
-    if source.get("bytes") is not None:
-        return Image.open(io.BytesIO(source["bytes"]))
-    return Image.open(source["path"])
+def undecoded(split: Dataset) -> Dataset:
+    """The split with its image column left as {bytes, path}: decoding is ours, so a broken file is named."""
+    from datasets import Image as ImageFeature
+
+    return split.cast_column(IMAGE, ImageFeature(decode=False))
 
 
 def _caption_counts(split: Dataset) -> list[int]:

@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import GenerationConfig
+from .data import undecoded
 from .images import to_rgb
 from .precision import autocast
 
@@ -63,7 +64,7 @@ def caption_split(model, processor, split: datasets.Dataset, gen: GenerationConf
     """Caption each image of a canonical split once; returns {image_id: caption}."""
     if max_images is not None:
         split = split.select(range(min(max_images, len(split))))
-    raw = split.cast_column("image", datasets.Image(decode=False))
+    raw = undecoded(split)
     ids = raw["image_id"]
     captions = caption_images(model, processor, raw["image"], gen, names=ids, progress=progress)
     return dict(zip(ids, captions))

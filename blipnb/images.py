@@ -16,7 +16,7 @@ def to_rgb(image, name: str | None = None) -> Image.Image:
     """Return `image` as RGB: palette/alpha images go onto white, CMYK/greyscale convert, EXIF rotation applies."""
     label = name or _describe(image)
     try:
-        img = _open(image)
+        img = open_image(image)
         img.load()
         img = ImageOps.exif_transpose(img)
     except BadImageError:
@@ -30,7 +30,8 @@ def to_rgb(image, name: str | None = None) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def _open(image) -> Image.Image:
+def open_image(image) -> Image.Image:
+    """Open a path, bytes, PIL image or undecoded datasets value ({bytes, path}) lazily, without converting."""
     if isinstance(image, Image.Image):
         return image
     if isinstance(image, (str, os.PathLike)):

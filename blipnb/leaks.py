@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from datasets import Dataset, DatasetDict
-from datasets import Image as ImageFeature
 from PIL import Image
 
-from blipnb.data import IMAGE, IMAGE_ID, SPLITS, open_stored
+from blipnb.data import IMAGE, IMAGE_ID, SPLITS, undecoded
+from blipnb.images import open_image
 
 PROGRESS_FROM = 2000  # show a progress bar when hashing at least this many images
 
@@ -32,7 +32,7 @@ def hash_split(split: Dataset, desc: str = "hashing", chunk: int = 512) -> tuple
     from tqdm.auto import tqdm
 
     ids = [str(i) for i in split[IMAGE_ID]]
-    raw = split.select_columns([IMAGE]).cast_column(IMAGE, ImageFeature(decode=False))
+    raw = undecoded(split.select_columns([IMAGE]))
     results: list = []
     # Chunks bound memory (hub images are embedded bytes); threads overlap decoding, which PIL does without the GIL.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool, \
@@ -105,7 +105,7 @@ def remaining_pairs(pairs: list[dict], ds: DatasetDict) -> list[dict]:
 def _hash_source(source: dict) -> int | str:
     """dHash of a stored image ({bytes, path}); an error message instead of raising, so all failures are listed."""
     try:
-        with open_stored(source) as im:
+        with open_image(source) as im:
             return dhash(im)
     except Exception as e:  # noqa: BLE001 - collected and reported with the image id
         return f"{source.get('path') or '<bytes>'}: {type(e).__name__}: {e}"

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from .analysis import STOP_WORDS, words
-from .data import CAPTIONS, IMAGE, IMAGE_ID
+from .data import CAPTIONS, IMAGE, IMAGE_ID, undecoded
 from .scoring import BLEU, CIDER, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SPICE
 
 MODEL_COLOURS = {"fine-tuned": "tab:blue", "baseline": "tab:gray"}
@@ -250,9 +250,7 @@ def _grid(n: int, ncols: int, cell=(3.0, 3.6)) -> tuple[Figure, list]:
 
 def _undecoded(split, indices: list[int]) -> list[dict]:
     """Rows at `indices` with the image column left as {bytes, path}, so to_rgb can name a broken file."""
-    from datasets import Image as ImageFeature
-
-    return list(split.select(indices).cast_column(IMAGE, ImageFeature(decode=False)))
+    return list(undecoded(split.select(indices)))
 
 
 def _show_image(ax, source, image_id: str) -> None:

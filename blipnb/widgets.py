@@ -18,6 +18,7 @@ import torch
 from .config import GenerationConfig
 from .data import IMAGE, IMAGE_ID
 from .generation import caption_batch
+from .data import undecoded
 from .images import BadImageError, to_rgb
 from .scoring import CIDER, METRIC_KEYS
 
@@ -35,11 +36,10 @@ def png_bytes(image, name: str | None = None) -> bytes:
 
 def split_images(split, limit: int | None = None) -> dict[str, object]:
     """{image_id: stored image (path/bytes dict)} of a canonical split, undecoded; the first `limit` images."""
-    import datasets
 
     if limit is not None:
         split = split.select(range(min(limit, len(split))))
-    raw = split.cast_column(IMAGE, datasets.Image(decode=False))
+    raw = undecoded(split)
     return dict(zip(raw[IMAGE_ID], raw[IMAGE]))
 
 
@@ -56,9 +56,7 @@ def pick_image(images: dict, image_path: str | None) -> tuple[str, object]:
 
 def images_folder(split) -> Path | None:
     """The folder holding a split's image files (their common parent), or None when they are stored as bytes."""
-    import datasets
-
-    raw = split.cast_column(IMAGE, datasets.Image(decode=False))[IMAGE]
+    raw = undecoded(split)[IMAGE]
     paths = [im.get("path") if isinstance(im, dict) else None for im in raw]
     if not paths or any(not p or not os.path.isfile(p) for p in paths):
         return None

@@ -110,7 +110,7 @@ def build_model(config, device: torch.device, attn: str, seed: int = 0):
     """A randomly initialised BLIP on `device`, with HF's eager attention or blipnb's SDPA patch."""
     from transformers import BlipForConditionalGeneration
 
-    from blipnb.fast import enable_sdpa
+    from blipnb.model.sdpa import enable_sdpa
 
     torch.manual_seed(seed)
     with torch.device(device):

@@ -1,5 +1,5 @@
 """Caption generation throughput: HF `generate` (eager attention, fp32) at batch 1 and 64 against blipnb's
-batched path (SDPA, bf16 autocast as blipnb.generation runs it) at batch 64-256, beam 3 and 5, <= 20 tokens.
+batched path (SDPA, bf16 autocast as blipnb.model.generation runs it) at batch 64-256, beam 3 and 5, <= 20 tokens.
 
     python benchmarks/generate_throughput.py --out results.json         # BLIP base architecture on a GPU
     python benchmarks/generate_throughput.py --tiny --steps 1           # tiny BLIP on CPU (fp32 only)
@@ -27,7 +27,7 @@ from common import (
 
 add_repo_to_path()
 from blipnb.config import GenerationConfig  # noqa: E402  (after add_repo_to_path)
-from blipnb.precision import autocast  # noqa: E402
+from blipnb.model.precision import autocast  # noqa: E402
 
 MAX_NEW_TOKENS = 20  # the BLIP paper's caption length
 BEAMS = (3, 5)

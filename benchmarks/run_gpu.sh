@@ -28,7 +28,7 @@ exec > >(tee "$log") 2>&1
 
 echo "== $(date -u) on $slug"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader || true
-"$PY" -c "import sys, torch, transformers, blipnb.fast as f; print('python', sys.version.split()[0], 'torch', \
+"$PY" -c "import sys, torch, transformers, blipnb.model.sdpa as f; print('python', sys.version.split()[0], 'torch', \
 torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__, 'from', transformers.__file__)"
 
 run() {  # name, wall-clock limit (s), arguments...

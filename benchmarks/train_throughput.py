@@ -198,7 +198,7 @@ def main() -> None:
     steps = args.steps or (10 if gpu else 5)
     compile_ = args.compile if args.compile is not None else gpu
     if gpu:
-        from blipnb.precision import enable_tf32
+        from blipnb.model.precision import enable_tf32
 
         enable_tf32()
     config = blip_config(args.tiny)

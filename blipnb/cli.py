@@ -6,10 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from . import runs
-from .config import PARAMETERS
+from .config import GenerationConfig
+from .errors import ParameterError
+from .presets import read_params
 
 NOTEBOOKS = ("01_data_exploration", "02_finetune", "03_evaluate", "04_error_analysis", "05_inference_demo")
 
@@ -18,24 +18,6 @@ def default_notebook_dir() -> Path:
     """The notebooks/ folder of this checkout (editable install), else ./notebooks."""
     here = Path(__file__).resolve().parents[1] / "notebooks"
     return here if here.is_dir() else Path("notebooks")
-
-
-def read_params(files: list[str], overrides: list[tuple[str, str]]) -> dict:
-    """Merge YAML parameter files and -p overrides (YAML-parsed values); unknown names fail."""
-    params: dict = {}
-    for f in files:
-        with open(f, encoding="utf-8") as fh:
-            loaded = yaml.safe_load(fh) or {}
-        if not isinstance(loaded, dict):
-            raise SystemExit(f"{f}: a parameters file must be a mapping of name: value")
-        params.update(loaded)
-    for name, value in overrides:
-        params[name] = yaml.safe_load(value)
-    unknown = sorted(set(params) - PARAMETERS)
-    if unknown:
-        raise SystemExit(f"unknown parameter(s) {unknown} (from {files or 'the command line'}); "
-                         f"known: {', '.join(sorted(PARAMETERS))}")
-    return params
 
 
 def notebook_parameters(path: Path) -> set[str]:
@@ -85,7 +67,7 @@ def run_all(params: dict, out: Path, notebook_dir: Path, only: list[str] | None 
 
 def print_summary(out: Path, timings: dict) -> None:
     """Metrics table, where the files are, and how long each notebook took."""
-    from .evaluation import format_report
+    from .evaluation.report import format_report
 
     print("\n== Summary")
     metrics = out / runs.METRICS
@@ -102,12 +84,12 @@ def print_summary(out: Path, timings: dict) -> None:
 
 def caption(args) -> int:
     """Caption every image in a folder with a model dir into CSV/JSONL."""
-    from .config import GenerationConfig
-    from .generation import caption_folder
-    from .modeling import load_model
+    from .model.generation import caption_folder
+    from .model.modeling import load_model
 
     model, processor = load_model(args.model)
-    gen = GenerationConfig(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens, prompt=args.prompt)
+    gen = GenerationConfig().with_overrides(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+                                            prompt=args.prompt)
     report = caption_folder(args.folder, model, processor, gen, args.out)
     print(f"captioned {report['n_captioned']} images into {report['out_path']}")
     for err in report["errors"]:
@@ -115,7 +97,8 @@ def caption(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `blipnb` command line: run-all and caption."""
     parser = argparse.ArgumentParser(prog="blipnb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     ra = sub.add_parser("run-all", help="execute notebooks 01-05 headless for one run directory")
@@ -129,13 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     cp.add_argument("folder")
     cp.add_argument("--model", required=True, help="a model dir (e.g. runs/sample/model) or hub id")
     cp.add_argument("--out", required=True, help="output .csv or .jsonl")
-    cp.add_argument("--num-beams", type=int, default=3)
-    cp.add_argument("--max-new-tokens", type=int, default=20)
-    cp.add_argument("--prompt", default="")
-    args = parser.parse_args(argv)
-    if args.command == "caption":
-        return caption(args)
-    params = read_params(args.parameters_file, args.parameter)
+    defaults = GenerationConfig()  # the same decoding defaults as notebooks 03 and 05
+    cp.add_argument("--num-beams", type=int, default=defaults.num_beams)
+    cp.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    cp.add_argument("--prompt", default=defaults.prompt)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "caption":
+            return caption(args)
+        params = read_params(args.parameters_file, args.parameter)
+    except ParameterError as e:
+        raise SystemExit(f"blipnb {args.command}: {e}") from None
     return run_all(params, Path(args.out), args.notebooks or default_notebook_dir(), args.only, args.prepare_only)
 
 

@@ -1,4 +1,8 @@
-"""One small validated dataclass per stage, and the mapping from flat parameters onto them."""
+"""One small validated dataclass per stage; every default lives in its field, with its help text beside it.
+
+Longer than most modules on purpose: every parameter of every stage is declared here once, so names stay unique
+across stages and the notebooks' parameters cells are rendered from these fields (blipnb.notebook.params).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -8,35 +12,45 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
-class ParameterError(ValueError):
-    """A parameter is unknown, mistyped or out of range; the message names it."""
+from .errors import ParameterError
+from .runs import CAPTION_SUFFIXES, check_caption_output, read_json
+from .schema import PER_IMAGE_KEYS, SPLITS
 
+__all__ = ["ParameterError", "Config", "build_config", "load_config", "check_known", "render_parameters"]
 
 SOURCES = ("sample", "folder", "coco_json", "flickr8k", "flickr8k_rows", "coco_karpathy")
 NEAR_DUPLICATE_ACTIONS = ("warn", "drop", "fail")
+
+
+def param(default: Any, help: str) -> Any:  # noqa: A002 - the name Hugging Face's argument dataclasses use
+    """A dataclass field whose default and help text are the parameter's one home."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class DataConfig:
     """Where the captioned images come from and how they are split."""
 
-    source: str = "flickr8k"  # one of SOURCES
-    data_dir: Optional[str] = None  # folder / coco_json image dir / COCO root / sample output dir
-    annotations: Optional[str] = None  # coco_json annotation file, or a local Karpathy dataset_coco.json
-    hub_id: Optional[str] = None  # override the hub dataset id of a hub source
-    split_seed: int = 42  # seeds image-level splits where the source gives none
-    val_fraction: float = 0.05  # share of images for validation where the source gives no split
-    test_fraction: float = 0.05  # share of images for test where the source gives no split
-    max_train_samples: Optional[int] = None  # cap on train images (for quick runs)
-    max_eval_samples: Optional[int] = None  # cap on validation and test images
-    near_duplicates: str = "warn"  # what a near-duplicate image across splits does: warn, drop or fail
-    sample_train: int = 2000  # sample source: train images
-    sample_validation: int = 200  # sample source: validation images
-    sample_test: int = 200  # sample source: test images
-    sample_image_size: int = 64  # sample source: image side in pixels
-    sample_max_shapes: int = 2  # sample source: shapes per image, 1..max
-    sample_hard_fraction: float = 0.1  # sample source: share of noisy, cluttered images
-    sample_seed: int = 0  # sample source: generator seed
+    source: str = param("flickr8k", "sample, folder, coco_json, flickr8k, flickr8k_rows or coco_karpathy")
+    data_dir: Optional[str] = param(None, "images folder (folder, coco_json), COCO root (coco_karpathy) or sample "
+                                          "output dir")
+    annotations: Optional[str] = param(None, "COCO captions JSON (coco_json) or Karpathy dataset_coco.json "
+                                             "(coco_karpathy)")
+    hub_id: Optional[str] = param(None, "override the hub dataset id of a hub source")
+    split_seed: int = param(42, "seeds the image-level split where the source has none (also 01's gallery)")
+    val_fraction: float = param(0.05, "share of images for validation where the source has no split")
+    test_fraction: float = param(0.05, "share of images for test where the source has no split")
+    max_train_samples: Optional[int] = param(None, "cap on train images, for quick runs")
+    max_eval_samples: Optional[int] = param(None, "cap on validation and test images")
+    near_duplicates: str = param("warn", "near-duplicate images across splits: warn (keep), drop (the held-out "
+                                         "copy) or fail")
+    sample_train: int = param(2000, "sample source: train images")
+    sample_validation: int = param(200, "sample source: validation images")
+    sample_test: int = param(200, "sample source: test images")
+    sample_image_size: int = param(64, "sample source: image side in pixels")
+    sample_max_shapes: int = param(2, "sample source: up to this many shapes per image")
+    sample_hard_fraction: float = param(0.1, "sample source: share of noisy, cluttered images")
+    sample_seed: int = param(0, "sample source: generator seed")
 
     def __post_init__(self):
         _one_of("source", self.source, SOURCES)
@@ -63,15 +77,15 @@ class DataConfig:
 class ModelConfig:
     """Which BLIP to start from: a hub id, a local directory, or a tiny one built from scratch."""
 
-    model_id: str = "Salesforce/blip-image-captioning-base"  # hub id or local dir
-    from_scratch: bool = False  # build a tiny BLIP offline instead of loading model_id
-    image_size: int = 64  # from_scratch: input resolution
-    patch_size: int = 16  # from_scratch: vision patch size
-    hidden_size: int = 128  # from_scratch: width of both towers
-    num_layers: int = 2  # from_scratch: layers in each tower
-    num_heads: int = 4  # from_scratch: attention heads
-    vocab_size: int = 200  # from_scratch: WordPiece vocabulary trained on the train captions
-    attn_implementation: str = "sdpa"  # "sdpa" (blipnb's patch) or "eager" (HF's own BLIP attention)
+    model_id: str = param("Salesforce/blip-image-captioning-base", "hub id or local dir to start from")
+    from_scratch: bool = param(False, "build a tiny BLIP offline instead of loading model_id")
+    image_size: int = param(64, "from_scratch: input resolution in pixels")
+    patch_size: int = param(16, "from_scratch: vision patch size")
+    hidden_size: int = param(128, "from_scratch: width of both towers")
+    num_layers: int = param(2, "from_scratch: layers in each tower")
+    num_heads: int = param(4, "from_scratch: attention heads")
+    vocab_size: int = param(200, "from_scratch: WordPiece vocabulary trained on the train captions")
+    attn_implementation: str = param("sdpa", "sdpa (blipnb's patch) or eager (HF's own BLIP attention)")
 
     def __post_init__(self):
         _one_of("attn_implementation", self.attn_implementation, ("sdpa", "eager"))
@@ -87,33 +101,36 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation. Defaults follow the project blipnb replaces."""
 
-    epochs: float = 4  # passes over the train pairs
-    learning_rate: float = 5e-5  # peak AdamW learning rate
-    weight_decay: float = 0.0  # AdamW weight decay
-    lr_scheduler: str = "linear"  # transformers scheduler name: linear, cosine, constant, ...
-    warmup_ratio: float = 0.0  # share of steps spent warming up
-    batch_size: int = 8  # per-device train batch: pairs; with shared_vision, images (with all their captions)
-    eval_batch_size: int = 8  # per-device batch for validation loss
-    grad_accum_steps: int = 2  # gradient accumulation steps
-    gradient_checkpointing: bool = True  # trade compute for memory
-    freeze_vision: bool = False  # train the text decoder only
-    cache_embeddings: bool = False  # with freeze_vision: run the vision tower once per image, keep the output
-    pixel_cache: bool = False  # decode+resize images once into a uint8 memmap; normalise on the device
-    cache_dir: Optional[str] = None  # pixel cache folder (None: <run_dir>/cache); keyed, so runs may share it
-    label_smoothing: float = 0.0  # BLIP used 0.1
-    max_txt_len: int = 40  # captions are truncated to this many tokens
-    logging_steps: int = 50  # log the train loss every n steps
-    eval_strategy: str = "epoch"  # when to evaluate on validation: epoch, steps or no
-    eval_steps: Optional[int] = None  # with eval_strategy="steps"
-    eval_max_images: Optional[int] = 500  # validation images captioned per evaluation (None: all)
-    save_total_limit: int = 2  # checkpoints kept
-    seed: int = 42  # Trainer seed
-    precision: str = "auto"  # auto (bf16 on a supporting GPU, else fp16 on GPU, fp32 on CPU), bf16, fp16, fp32
-    max_steps: int = -1  # stop after this many optimiser steps (-1: use epochs)
-    dataloader_workers: int = 0  # DataLoader worker processes
-    shared_vision: bool = False  # batch whole images with all captions; run the vision tower once per image
-    compile: bool = False  # torch.compile the model
-    report_to: str = "tensorboard"  # Trainer integrations: tensorboard or none
+    epochs: float = param(4, "passes over the train (image, caption) pairs")
+    learning_rate: float = param(5e-5, "peak AdamW learning rate")
+    weight_decay: float = param(0.0, "AdamW weight decay")
+    lr_scheduler: str = param("linear", "transformers scheduler name: linear, cosine, constant, ...")
+    warmup_ratio: float = param(0.0, "share of steps spent warming up")
+    batch_size: int = param(8, "train pairs per device per step (with shared_vision: images, each with all its "
+                               "captions)")
+    eval_batch_size: int = param(8, "validation pairs per device per step")
+    grad_accum_steps: int = param(2, "gradient accumulation steps")
+    gradient_checkpointing: bool = param(True, "trade compute for memory")
+    freeze_vision: bool = param(False, "train the text decoder only")
+    cache_embeddings: bool = param(False, "with freeze_vision: vision tower once per image, the decoder trains on "
+                                          "its output")
+    pixel_cache: bool = param(False, "decode and resize images once to uint8; normalise on the device")
+    cache_dir: Optional[str] = param(None, "pixel cache folder (None: <run_dir>/cache); keyed, so runs may share it")
+    label_smoothing: float = param(0.0, "label smoothing of the caption loss (BLIP used 0.1)")
+    max_txt_len: int = param(40, "tokens per caption, prompt included; longer captions are truncated")
+    logging_steps: int = param(50, "log the train loss every n steps")
+    eval_strategy: str = param("epoch", "validate every epoch, every eval_steps (steps) or never (no)")
+    eval_steps: Optional[int] = param(None, "evaluate every n steps, with eval_strategy steps")
+    eval_max_images: Optional[int] = param(500, "validation images captioned per evaluation (None: all)")
+    save_total_limit: int = param(2, "checkpoints kept")
+    seed: int = param(42, "Trainer seed")
+    precision: str = param("auto", "auto (bf16 on a supporting GPU, else fp16 on GPU, fp32 on CPU), bf16, fp16 "
+                                   "or fp32")
+    max_steps: int = param(-1, "stop after n optimiser steps (-1: use epochs)")
+    dataloader_workers: int = param(0, "DataLoader worker processes")
+    shared_vision: bool = param(False, "batch whole images with all their captions; vision tower once per image")
+    compile: bool = param(False, "torch.compile the model (with shared_vision: the vision tower)")
+    report_to: str = param("tensorboard", "Trainer integrations: tensorboard or none")
 
     def __post_init__(self):
         _one_of("eval_strategy", self.eval_strategy, ("epoch", "steps", "no"))
@@ -146,17 +163,18 @@ DECODING_PRESETS = {
 class GenerationConfig:
     """Decoding. Captions are generated from pixel_values only, plus this optional fixed prompt."""
 
-    max_new_tokens: int = 30  # longest caption in tokens
-    min_new_tokens: int = 0  # shortest caption in tokens
-    num_beams: int = 5  # beam width (1: greedy)
-    length_penalty: float = 1.0  # >1 favours longer beams
-    early_stopping: bool = True  # stop a beam search once num_beams captions are finished
-    do_sample: bool = False  # nucleus sampling instead of search
-    top_p: float = 0.9  # nucleus mass when sampling
-    temperature: float = 1.0  # sampling temperature
-    prompt: str = ""  # fixed text prefix, e.g. "a picture of "; masked from the loss, stripped from output
-    gen_batch_size: int = 64  # images per generate call
-    decoding_preset: Optional[str] = None  # "blip_paper" or "greedy": overrides the settings above
+    max_new_tokens: int = param(30, "longest caption, in tokens")
+    min_new_tokens: int = param(0, "shortest caption, in tokens")
+    num_beams: int = param(5, "beam width (1: greedy)")
+    length_penalty: float = param(1.0, "above 1 favours longer beams")
+    early_stopping: bool = param(True, "stop a beam search once num_beams captions are finished")
+    do_sample: bool = param(False, "nucleus sampling instead of search")
+    top_p: float = param(0.9, "nucleus mass when sampling")
+    temperature: float = param(1.0, "sampling temperature")
+    prompt: str = param("", "fixed text prefix, e.g. 'a picture of '; masked from the loss, stripped from output")
+    gen_batch_size: int = param(64, "images per generate call")
+    decoding_preset: Optional[str] = param(None, "blip_paper (beam 3, max 20, min 5) or greedy: overrides the "
+                                                 "decoding settings")
 
     def __post_init__(self):
         if self.decoding_preset is not None:
@@ -172,8 +190,18 @@ class GenerationConfig:
         if self.temperature <= 0:
             raise ParameterError(f"temperature must be > 0, got {self.temperature}")
 
+    def with_overrides(self, **settings) -> "GenerationConfig":
+        """A validated copy with `settings` applied on top: a preset no longer overrides them, and
+        min_new_tokens shrinks to fit a shorter max_new_tokens."""
+        settings = {k: v for k, v in settings.items() if v is not None}
+        check_known(settings, fields_of=GenerationConfig)
+        merged = {**dataclasses.asdict(self), "decoding_preset": None, **settings}
+        if "min_new_tokens" not in settings:
+            merged["min_new_tokens"] = min(merged["min_new_tokens"], merged["max_new_tokens"])
+        return GenerationConfig(**merged)
+
     def generate_kwargs(self) -> dict:
-        """Keyword arguments for `model.generate` (the prompt is handled by blipnb.generation)."""
+        """Keyword arguments for `model.generate` (the prompt is handled by blipnb.model.generation)."""
         kw = dict(max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
                   num_beams=self.num_beams, do_sample=self.do_sample)
         if self.num_beams > 1:
@@ -185,42 +213,38 @@ class GenerationConfig:
 
 @dataclass
 class EvalConfig:
-    """Scoring and the trust checks around it."""
+    """Scoring on the reported split, and the trust checks around it (03)."""
 
-    eval_split: str = "test"  # split to report on (choose on validation, report on test)
-    do_spice: bool = True  # try SPICE (needs Stanford CoreNLP, downloaded on first use)
-    spice_subsample: int = 1500  # images scored by SPICE (it is slow)
-    n_bootstrap: int = 1000  # bootstrap resamples of images for the 95% CIs
-    bootstrap_seed: int = 0  # seed of the resampling
-    plausible_bleu4: Optional[float] = None  # override the source's plausible BLEU-4 ceiling
-    plausible_cider: Optional[float] = None  # override the source's plausible CIDEr ceiling
-    k_examples: int = 8  # error analysis (04): images in each worst-k / best-k gallery
-    score_key: str = "CIDEr"  # error analysis (04): per-image metric that ranks images and slices
-    min_slice_size: int = 20  # error analysis (04): images a slice needs before it is scored
-    sweep_num_beams: str = ""  # decoding sweep on validation: comma-separated beams, e.g. "1,3,5" ("" = no sweep)
-    sweep_length_penalty: str = ""  # decoding sweep: comma-separated length penalties, e.g. "0.8,1.0,1.2"
-    sweep_max_new_tokens: str = ""  # decoding sweep: comma-separated caption lengths, e.g. "15,20,30"
-    sweep_max_images: Optional[int] = 500  # validation images the sweep captions per setting (None: all)
-    push_to_hub: bool = False  # upload the export with its model card (needs the network and a token)
-    hub_model_id: Optional[str] = None  # the hub repo to push to, e.g. "me/blip-flickr8k"
+    eval_split: str = param("test", "split to report on (choose anything on validation, report on test)")
+    do_spice: bool = param(True, "try SPICE (needs Stanford CoreNLP, which it downloads; unavailable offline)")
+    spice_subsample: int = param(1500, "images scored by SPICE (it is slow)")
+    n_bootstrap: int = param(1000, "bootstrap resamples of images for the 95% CIs")
+    bootstrap_seed: int = param(0, "seed of the resampling")
+    plausible_bleu4: Optional[float] = param(None, "override the source's plausible BLEU-4 ceiling of the "
+                                                   "sanity check")
+    plausible_cider: Optional[float] = param(None, "override the source's plausible CIDEr ceiling of the "
+                                                   "sanity check")
 
     def __post_init__(self):
-        from .scoring import METRIC_KEYS, SACREBLEU  # here: scoring imports pycocoevalcap, config stays light
-
-        _one_of("eval_split", self.eval_split, ("train", "validation", "test"))
+        _one_of("eval_split", self.eval_split, SPLITS)
         _at_least("spice_subsample", self.spice_subsample, 1)
         _at_least("n_bootstrap", self.n_bootstrap, 0)
-        _at_least("k_examples", self.k_examples, 1)
-        _at_least("min_slice_size", self.min_slice_size, 1)
-        # sacreBLEU is corpus-level only: there is no per-image sacreBLEU to rank by
-        _one_of("score_key", self.score_key, tuple(k for k in METRIC_KEYS if k != SACREBLEU))
-        for name, kind in (("sweep_num_beams", int), ("sweep_length_penalty", float), ("sweep_max_new_tokens", int)):
-            _parse_list(name, getattr(self, name), kind)
-        _positive_or_none("sweep_max_images", self.sweep_max_images)
-        if self.push_to_hub and not self.hub_model_id:
-            raise ParameterError("push_to_hub=True needs hub_model_id (e.g. 'me/blip-flickr8k')")
 
-    def sweep_grid(self) -> dict[str, list]:
+
+@dataclass
+class SweepConfig:
+    """A decoding sweep on validation (03): the best setting is then used on test."""
+
+    sweep_num_beams: str = param("", "comma-separated beams, e.g. '1,3,5' (all three sweep lists empty: no sweep)")
+    sweep_length_penalty: str = param("", "comma-separated length penalties, e.g. '0.8,1.0,1.2'")
+    sweep_max_new_tokens: str = param("", "comma-separated caption lengths in tokens, e.g. '15,20,30'")
+    sweep_max_images: Optional[int] = param(500, "validation images captioned per sweep setting (None: all)")
+
+    def __post_init__(self):
+        self.grid()  # every list parses
+        _positive_or_none("sweep_max_images", self.sweep_max_images)
+
+    def grid(self) -> dict[str, list]:
         """The swept decoding settings (GenerationConfig names -> values); empty when there is no sweep."""
         grid = {"num_beams": _parse_list("sweep_num_beams", self.sweep_num_beams, int),
                 "length_penalty": _parse_list("sweep_length_penalty", self.sweep_length_penalty, float),
@@ -228,35 +252,67 @@ class EvalConfig:
         return {k: v for k, v in grid.items() if v}
 
 
-CAPTION_OUTPUT_SUFFIXES = (".csv", ".jsonl")
+@dataclass
+class AnalysisConfig:
+    """The error analysis (04)."""
+
+    k_examples: int = param(8, "images in each worst / best gallery")
+    score_key: str = param("CIDEr", "per-image metric that ranks images and slices")
+    min_slice_size: int = param(20, "images whose references mention a word before that word is a slice")
+
+    def __post_init__(self):
+        _at_least("k_examples", self.k_examples, 1)
+        _at_least("min_slice_size", self.min_slice_size, 1)
+        _one_of("score_key", self.score_key, PER_IMAGE_KEYS)  # there is no per-image sacreBLEU to rank by
+
+
+@dataclass
+class HubConfig:
+    """Publishing the export to the Hugging Face hub (03)."""
+
+    push_to_hub: bool = param(False, "upload the export and its model card (needs the network and a token)")
+    hub_model_id: Optional[str] = param(None, "hub repo for push_to_hub, e.g. me/blip-flickr8k")
+
+    def __post_init__(self):
+        if self.push_to_hub and not self.hub_model_id:
+            raise ParameterError("push_to_hub=True needs hub_model_id (e.g. 'me/blip-flickr8k')")
 
 
 @dataclass
 class DemoConfig:
     """The inference demo (05): which image to show and which folder to caption to a file."""
 
-    image_path: str | None = None  # image shown in the static comparison (None: the first test image)
-    caption_folder_path: str | None = None  # folder captioned to a file (None: the folder of the test images)
-    caption_output: str = "captions.csv"  # .csv or .jsonl; relative paths are inside the run dir
+    image_path: Optional[str] = param(None, "image for the static comparison (None: the first test image)")
+    caption_folder_path: Optional[str] = param(None, "folder of images to caption (None: the folder holding the "
+                                                     "test images)")
+    caption_output: str = param("captions.csv", f"{' or '.join(CAPTION_SUFFIXES)}; a relative path is inside "
+                                                "run_dir")
 
     def __post_init__(self):
         for name in ("image_path", "caption_folder_path"):
             if getattr(self, name) == "":
                 raise ParameterError(f"parameter {name!r} must be a path or None, got ''")
-        if not self.caption_output.lower().endswith(CAPTION_OUTPUT_SUFFIXES):
-            raise ParameterError(f"parameter 'caption_output' must end in .csv or .jsonl, got {self.caption_output!r}")
+        check_caption_output(self.caption_output, "caption_output")
+
+
+STAGES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "generation": GenerationConfig,
+          "eval": EvalConfig, "sweep": SweepConfig, "analysis": AnalysisConfig, "hub": HubConfig,
+          "demo": DemoConfig}
 
 
 @dataclass
 class Config:
     """Every stage's config for one run directory."""
 
-    run_dir: str = "runs/default"
+    run_dir: str = param("runs/default", "the run directory every notebook reads from and writes into")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
     def to_dict(self) -> dict:
@@ -270,88 +326,78 @@ class Config:
         return out
 
 
-STAGES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "generation": GenerationConfig,
-          "eval": EvalConfig, "demo": DemoConfig}
 # Parameter names are unique across stages, so a flat dict (a notebook's parameters) maps onto them.
-_OWNER = {f.name: stage for stage, cls in STAGES.items() for f in fields(cls)}
-assert len(_OWNER) == sum(len(fields(c)) for c in STAGES.values()), "parameter names must be unique across stages"
-PARAMETERS = frozenset(_OWNER) | {"run_dir"}
+FIELDS = {"run_dir": next(f for f in fields(Config) if f.name == "run_dir")}
+FIELDS |= {f.name: f for cls in STAGES.values() for f in fields(cls)}
+assert len(FIELDS) == 1 + sum(len(fields(c)) for c in STAGES.values()), "parameter names must be unique"
+PARAMETERS = frozenset(FIELDS)
+
+
+def check_known(params: dict, where: str = "", fields_of: type | None = None) -> None:
+    """Raise a ParameterError naming each unknown parameter, with the closest known name."""
+    known = PARAMETERS if fields_of is None else {f.name for f in fields(fields_of)}
+    unknown = sorted(k for k in params if k not in known)
+    if not unknown:
+        return
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(k, known, n=1)
+        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    origin = f" in {where}" if where else ""
+    raise ParameterError(f"unknown parameter(s){origin}: {', '.join(hints)}. "
+                         f"Known parameters: {', '.join(sorted(known))}")
 
 
 def build_config(params: dict | None = None, base: Config | None = None) -> Config:
-    """Build the validated Config from a flat dict; an unknown key or a wrong type raises ValueError naming it."""
+    """Build the validated Config from a flat dict; an unknown key or a wrong type raises naming it."""
     params = dict(params or {})
-    unknown = sorted(k for k in params if k not in PARAMETERS)
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, PARAMETERS, n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ParameterError(f"unknown parameter(s): {', '.join(hints)}. Known parameters: {', '.join(sorted(PARAMETERS))}")
+    check_known(params)
     flat = base.flat() if base is not None else {}
     flat.update(params)
-    run_dir = flat.pop("run_dir", Config.run_dir)
-    _check_type("run_dir", run_dir, str)
+    run_dir = _check_type("run_dir", flat.pop("run_dir", FIELDS["run_dir"].default), str)
     stages = {}
     for stage, cls in STAGES.items():
         hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for f in fields(cls):
-            if f.name in flat:
-                kwargs[f.name] = _check_type(f.name, flat[f.name], hints[f.name])
-        stages[stage] = cls(**kwargs)
+        stages[stage] = cls(**{f.name: _check_type(f.name, flat[f.name], hints[f.name])
+                               for f in fields(cls) if f.name in flat})
     return Config(run_dir=str(run_dir), **stages)
 
 
-_NOT_PARAMETERS = {"In", "Out", "exit", "quit", "get_ipython"}
-_SEEN = "_blipnb_parameter_names"  # stored in the namespace by the first resolution
+def default_of(name: str) -> Any:
+    """The default value of a parameter: its dataclass field's."""
+    return FIELDS[name].default
 
 
-def config_from_namespace(namespace: dict, base: Config | None = None) -> Config:
-    """Build the Config from a notebook's globals: every public lower-case literal (str, number, bool, None).
-
-    A parameters cell holds literals only and papermill injects overrides as literals, so a mistyped injected
-    name shows up here as an unknown parameter (papermill itself only warns). When the cell is run again
-    interactively, later cells' variables are in the namespace too: new unknown names then only warn.
-    """
-    import warnings
-
-    candidates = {k: v for k, v in namespace.items()
-                  if not k.startswith("_") and k not in _NOT_PARAMETERS and k == k.lower()
-                  and (v is None or isinstance(v, (str, int, float, bool)))}
-    seen = namespace.get(_SEEN)
-    if seen is not None:
-        later = sorted(k for k in candidates if k not in seen and k not in PARAMETERS)
-        if later:
-            warnings.warn(f"ignoring non-parameter variables defined after the parameters cell: {later}",
-                          stacklevel=3)
-        candidates = {k: v for k, v in candidates.items() if k in seen or k in PARAMETERS}
-    _short_tracebacks_in_notebooks()
-    cfg = build_config(candidates, base=base)
-    namespace[_SEEN] = frozenset(candidates)
-    return cfg
+def help_of(name: str) -> str:
+    """The help text of a parameter: its dataclass field's metadata."""
+    return FIELDS[name].metadata["help"]
 
 
-def _short_tracebacks_in_notebooks() -> None:
-    """In IPython, show blipnb's user-facing errors as one clear message instead of a long traceback."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is None or getattr(shell, "_blipnb_short_errors", False):
-        return
-    from .data import DataSourceUnavailable
-    from .images import BadImageError
-    from .modeling import ModelUnavailable
+def render_parameters(names: list[str], overrides: dict | None = None) -> str:
+    """A notebook parameters cell for `names`: `name = default  # help`, literal-only, in the given order."""
+    overrides = overrides or {}
+    lines = []
+    for name in names:
+        value = overrides.get(name, default_of(name))
+        lines.append(f"{name} = {_literal(value)}  # {help_of(name)}")
+    return "\n".join(lines)
 
-    def handler(self, etype, value, tb, tb_offset=None):
-        stb = [f"{etype.__name__}: {value}"]
-        self._showtraceback(etype, value, stb)  # still an error: papermill and nbval stop here
-        return stb
 
-    shell.set_custom_exc((ParameterError, DataSourceUnavailable, ModelUnavailable, BadImageError), handler)
-    shell._blipnb_short_errors = True
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def load_config(path) -> Config:
+    """Read a config.json written by `Config.to_dict` back into a validated Config."""
+    stored = read_json(path)
+    flat = {"run_dir": stored.get("run_dir", FIELDS["run_dir"].default)}
+    for value in stored.values():
+        if isinstance(value, dict):  # one dict per stage; older files grouped the stages differently
+            flat.update(value)
+    flat.pop("decoding_preset", None)  # already applied to the stored decoding values
+    return build_config({k: v for k, v in flat.items() if k in PARAMETERS})
 
 
 def _parse_list(name: str, text: str, kind: type) -> list:
@@ -411,24 +457,3 @@ def _at_least(name: str, value: int, lo: int) -> None:
 def _positive_or_none(name: str, value: Optional[int]) -> None:
     if value is not None and value < 1:
         raise ParameterError(f"parameter {name!r} must be a positive integer or None, got {value}")
-
-
-def load_config(path) -> Config:
-    """Read a config.json written by `Config.to_dict` back into a validated Config."""
-    from .runs import read_json
-
-    stored = read_json(path)
-    flat = {"run_dir": stored.get("run_dir", Config.run_dir)}
-    for stage in STAGES:
-        flat.update(stored.get(stage, {}))
-    flat.pop("decoding_preset", None)  # already applied to the stored decoding values
-    return build_config({k: v for k, v in flat.items() if k in PARAMETERS})
-
-
-def load_preset(path, **overrides) -> Config:
-    """Build a Config from a papermill parameters file (e.g. notebooks/params/sample.yaml) plus overrides."""
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        params = yaml.safe_load(f) or {}
-    return build_config({**params, **overrides})

@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from .errors import ParameterError
+
 # One folder per run carries everything between the notebooks. Notebooks use these names, never literals.
 CONFIG = "config.json"  # the resolved config of the training run (02)
 PROVENANCE = "provenance.json"  # package versions, git commit, data source, split hashes
@@ -25,6 +27,15 @@ ERROR_ANALYSIS = "error_analysis.json"  # 04's tables
 FIGURES_DIR = "figures"
 NOTEBOOKS_DIR = "notebooks"  # executed notebooks written by `blipnb run-all`
 MODEL_CARD = "README.md"  # inside MODEL_DIR
+CAPTION_SUFFIXES = (".csv", ".jsonl")  # the file types a folder is captioned into
+
+
+def check_caption_output(path: str | os.PathLike, name: str = "caption_output") -> Path:
+    """`path` if it ends in .csv or .jsonl, else a ParameterError naming the parameter (before, not after, the work)."""
+    path = Path(path)
+    if path.suffix.lower() not in CAPTION_SUFFIXES:
+        raise ParameterError(f"parameter {name!r} must end in .csv or .jsonl, got {str(path)!r}")
+    return path
 
 
 class RunDir:

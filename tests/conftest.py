@@ -1,4 +1,4 @@
-"""Shared pytest setup: everything runs offline."""
+"""Shared pytest setup: everything runs offline; the tiny model that really learns is trained once per session."""
 
 import os
 
@@ -7,3 +7,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One short training run on the sample, shared by every test that needs a trained model (about 15 s on 2
+    cores): (cfg, ds, model, processor, train results). Tests must not train it further."""
+    from helpers import LEARN, tiny_config
+
+    from blipnb.data import load_captions
+    from blipnb.model.modeling import start_model
+    from blipnb.training import train_model
+
+    cfg = tiny_config(tmp_path_factory.mktemp("trained"), **LEARN)
+    ds = load_captions(cfg.data)
+    model, processor = start_model(cfg, ds)
+    results = train_model(cfg, model, processor, ds)
+    return cfg, ds, model, processor, results

@@ -6,8 +6,9 @@ import json
 import pytest
 from datasets import Dataset
 
-from blipnb import analysis, runs
-from blipnb.sample import COLOURS, make_sample
+from blipnb import runs
+from blipnb.notebook import analysis
+from blipnb.data.sample import COLOURS, make_sample
 
 
 def row(image_id, prediction, references, cider=None, **scores):

@@ -7,8 +7,10 @@ import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
-from blipnb.bootstrap import bootstrap_cis, bootstrap_distribution, metrics_at, paired_comparison
-from blipnb.scoring import BLEU, CIDER, METEOR, ROUGE_L, SACREBLEU, SPICE, python_ptb_tokenize, score_captions
+from blipnb.scoring.bootstrap import bootstrap_cis, bootstrap_distribution, metrics_at, paired_comparison
+from blipnb.schema import BLEU, CIDER, METEOR, ROUGE_L, SACREBLEU, SPICE
+from blipnb.scoring import score_captions
+from blipnb.scoring.ptb import python_ptb_tokenize
 
 WORDS = ["a", "the", "dog", "cat", "man", "woman", "boy", "girl", "red", "blue", "runs", "sits", "jumps", "on", "in",
          "near", "grass", "water", "street", "ball"]

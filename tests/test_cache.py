@@ -1,4 +1,4 @@
-"""blipnb.cache: uint8 pixels decoded once equal the processor's output; keys rebuild; frozen-vision
+"""blipnb.training.cache: uint8 pixels decoded once equal the processor's output; keys rebuild; frozen-vision
 embeddings give the loss the vision tower gives; the Trainer runs on both caches."""
 import datasets
 import numpy as np
@@ -7,11 +7,12 @@ import torch
 from PIL import Image
 from transformers import BlipImageProcessorPil
 
-from blipnb import cache
-from blipnb.collate import CaptionCollator
+from blipnb.training import cache
+from blipnb.model.collate import CaptionCollator
 from blipnb.config import ModelConfig, ParameterError, build_config
-from blipnb.images import BadImageError, to_rgb
-from blipnb.modeling import build_tiny_blip, load_model, prepare_for_training
+from blipnb.data.images import BadImageError, to_rgb
+from blipnb.model.modeling import load_model, prepare_for_training
+from blipnb.model.tiny import build_tiny_blip
 from blipnb.training import forward_loss
 from fixtures import write_image
 from helpers import tiny_config
@@ -125,7 +126,7 @@ def test_loss_on_cached_embeddings_equals_loss_through_frozen_tower(tmp_path, fr
 
 def test_trainer_runs_on_pixel_cache_and_on_cached_embeddings(tmp_path):
     from blipnb.data import load_captions
-    from blipnb.modeling import start_model
+    from blipnb.model.modeling import start_model
     from blipnb.training import build_trainer
 
     cfg = tiny_config(tmp_path / "run", pixel_cache=True, max_steps=2, eval_strategy="no", sample_train=16)

@@ -3,10 +3,11 @@ import pytest
 from helpers import tiny_config
 
 from blipnb import runs
-from blipnb.bootstrap import paired_comparison
-from blipnb.card import model_card, write_model_card
+from blipnb.scoring.bootstrap import paired_comparison
+from blipnb.evaluation.card import model_card, write_model_card
 from blipnb.evaluation import BASELINE, FINETUNED, format_value, summarise
-from blipnb.scoring import CIDER, score_captions
+from blipnb.schema import CIDER
+from blipnb.scoring import score_captions
 
 REFS = {f"im{i}": [f"a red circle in the top left number {i}", f"one red circle at the top left {i}",
                    "a red circle"] for i in range(12)}
@@ -52,9 +53,9 @@ def test_write_model_card_lands_in_the_export(scored):
 def test_push_to_hub_offline_fails_with_one_clear_message(scored, monkeypatch):
     import dataclasses
 
-    from blipnb.card import push_export
+    from blipnb.evaluation.publish import push_export
     cfg, _ = scored
-    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, push_to_hub=True, hub_model_id="me/blip-test"))
+    cfg = dataclasses.replace(cfg, hub=dataclasses.replace(cfg.hub, push_to_hub=True, hub_model_id="me/blip-test"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match=r"push_to_hub to 'me/blip-test' failed.*The export stays in"):
         push_export(cfg)

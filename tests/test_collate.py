@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from blipnb.collate import IGNORE_INDEX, CaptionCollator, CaptionPairs
+from blipnb.model.collate import IGNORE_INDEX, CaptionCollator, CaptionPairs
 from blipnb.config import ModelConfig
-from blipnb.modeling import build_tiny_blip, load_model
+from blipnb.model.modeling import load_model
+from blipnb.model.tiny import build_tiny_blip
 from PIL import Image
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from blipnb.config import (PARAMETERS, Config, ParameterError, build_config, config_from_namespace, load_config)
+from blipnb.config import PARAMETERS, Config, ParameterError, build_config, load_config
+from blipnb.notebook import config_from_namespace
 from blipnb.runs import write_json
 
 
@@ -75,3 +76,36 @@ def test_namespace_rerun_ignores_later_variables_but_keeps_parameters(recwarn):
 def test_parameter_names_are_unique_and_cover_every_stage():
     assert "run_dir" in PARAMETERS and "epochs" in PARAMETERS and "num_beams" in PARAMETERS
     assert isinstance(build_config({}), Config)
+
+
+def test_config_json_of_the_old_layout_still_loads(tmp_path):
+    """Runs written before the stages were split kept analysis, sweep and hub fields under "eval"."""
+    old = {"run_dir": str(tmp_path), "data": {"source": "sample"},
+           "eval": {"n_bootstrap": 50, "k_examples": 3, "sweep_num_beams": "1,3", "push_to_hub": False}}
+    write_json(tmp_path / "config.json", old)
+    cfg = load_config(tmp_path / "config.json")
+    assert cfg.eval.n_bootstrap == 50 and cfg.analysis.k_examples == 3 and cfg.sweep.grid() == {"num_beams": [1, 3]}
+
+
+def test_decoding_overrides_drop_the_preset_and_keep_the_config_valid():
+    """One owner for decoding overrides: the sweep, the demo and caption_image all go through with_overrides."""
+    g = build_config({"decoding_preset": "blip_paper"}).generation
+    short = g.with_overrides(max_new_tokens=3)
+    assert short.decoding_preset is None and short.max_new_tokens == 3 and short.min_new_tokens == 3
+    assert short.num_beams == 3  # the preset's other settings stay as they were applied
+    assert g.with_overrides(num_beams=None).num_beams == 3  # None means "keep"
+    with pytest.raises(ParameterError, match="num_beam"):
+        g.with_overrides(num_beam=2)
+    with pytest.raises(ParameterError, match="min_new_tokens"):
+        g.with_overrides(min_new_tokens=9, max_new_tokens=4)
+
+
+def test_presets_fail_naming_the_file_and_the_unknown_name(tmp_path):
+    from blipnb.presets import read_params
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 2\nlerning_rate: 0.1\n")
+    with pytest.raises(ParameterError, match=r"bad.yaml.*'lerning_rate' \(did you mean 'learning_rate'\?\)"):
+        read_params([str(bad)])
+    with pytest.raises(ParameterError, match="cannot read parameters file"):
+        read_params([str(tmp_path / "missing.yaml")])
+    assert read_params([], [("epochs", "3"), ("source", "sample")]) == {"epochs": 3, "source": "sample"}

@@ -17,20 +17,12 @@ from fixtures import (
     write_metadata,
 )
 
-from blipnb import sample
+from blipnb.data import sample
 from blipnb.config import DataConfig
-from blipnb.data import (
-    CAPTIONS,
-    IMAGE,
-    IMAGE_ID,
-    SPLITS,
-    DataSourceUnavailable,
-    caption_stats,
-    check_disjoint,
-    expand_pairs,
-    load_captions,
-    split_hashes,
-)
+from blipnb.data import check_disjoint, load_captions, split_hashes
+from blipnb.data.stats import caption_stats
+from blipnb.errors import DataSourceUnavailable
+from blipnb.schema import CAPTIONS, IMAGE, IMAGE_ID, SPLITS
 
 
 @pytest.fixture(autouse=True)
@@ -259,11 +251,9 @@ def test_sample_into_data_dir(tmp_path):
     assert (tmp_path / "s" / "metadata.jsonl").exists() and len(ds["train"]) == 5
 
 
-def test_expand_pairs_stats_and_hashes(tmp_path):
+def test_stats_and_hashes(tmp_path):
     root = make_folder(tmp_path / "f", n=10, splits=["train"] * 6 + ["validation"] * 2 + ["test"] * 2)
     ds = load_captions(folder_cfg(root))
-    pairs = expand_pairs(ds["train"].select([2, 0]))
-    assert pairs == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     stats = caption_stats(ds, max_images=3)
     assert stats["sizes"] == {"train": 6, "validation": 2, "test": 2}
     assert stats["captions_per_image"]["train"] == {"min": 3, "max": 3, "mean": 3.0}

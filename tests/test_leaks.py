@@ -10,7 +10,7 @@ from PIL import Image
 
 from blipnb.config import DataConfig
 from blipnb.data import IMAGE_ID, load_captions, load_checked
-from blipnb.leaks import (NearDuplicateWarning, _close_pairs, apply_near_duplicate_policy, near_duplicates,
+from blipnb.data.leaks import (NearDuplicateWarning, _close_pairs, apply_near_duplicate_policy, near_duplicates,
                           remaining_pairs)
 
 SPLITS_10 = ["train"] * 6 + ["validation"] * 2 + ["test"] * 2

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from blipnb.config import ModelConfig
-from blipnb.modeling import (ModelUnavailable, build_tiny_blip, count_parameters, load_model, prepare_for_training,
-                             train_tokenizer)
+from blipnb.errors import ModelUnavailable
+from blipnb.model.modeling import count_parameters, load_model, prepare_for_training
+from blipnb.model.tiny import build_tiny_blip, train_tokenizer
 
 CAPTIONS = ["a large red circle in the top left", "there is a small blue square at the bottom right",
             "two shapes: a green triangle and a purple circle"] * 20
@@ -36,7 +37,7 @@ def test_tiny_blip_round_trips_through_from_pretrained(tiny_dir):
 
 
 def test_sdpa_is_applied_on_load(tiny_dir):
-    from blipnb.fast import sdpa_enabled
+    from blipnb.model.sdpa import sdpa_enabled
     assert sdpa_enabled(load_model(tiny_dir, attn_implementation="sdpa")[0])
     assert not sdpa_enabled(load_model(tiny_dir, attn_implementation="eager")[0])
 

@@ -1,6 +1,13 @@
-"""The five notebooks, headless: papermill with the smoke preset, asserting on the files each one writes."""
+"""The five notebooks, headless with the smoke preset, asserting on the files each one writes.
+
+Each notebook runs once per test session: `make test` runs them under nbval first and points BLIPNB_SMOKE_RUN at
+that run directory; without it (plain `pytest tests`) the fixture below runs them with papermill.
+"""
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +16,7 @@ import yaml
 from blipnb import runs
 from blipnb.cli import NOTEBOOKS, main, notebook_parameters
 from blipnb.config import PARAMETERS, build_config
-from blipnb.scoring import METRIC_KEYS
+from blipnb.schema import METRIC_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -18,18 +25,21 @@ PRESETS = sorted((NB_DIR / "params").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    """Run 01 -> 05 once with the smoke preset, as `blipnb run-all` does."""
+    """The run directory of 01 -> 05 with the smoke preset: nbval's (make test), else one papermill run."""
+    if os.environ.get("BLIPNB_SMOKE_RUN"):
+        return runs.RunDir(os.environ["BLIPNB_SMOKE_RUN"])
     out = tmp_path_factory.mktemp("smoke") / "run"
     rc = main(["run-all", "-f", str(NB_DIR / "params" / "smoke.yaml"), "--out", str(out)])
     assert rc == 0, "a notebook failed: see the executed copy under the run dir"
     return runs.RunDir(out)
 
 
-def test_every_notebook_ran_and_was_kept(smoke_run):
+def test_every_notebook_was_kept_and_ran_without_errors(smoke_run):
     for name in NOTEBOOKS:
         nb = json.loads((smoke_run / runs.NOTEBOOKS_DIR / f"{name}.ipynb").read_text())
+        assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"]), name
         errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        assert not errors, name
+        assert not errors, name  # papermill's executed copy; under nbval, nbval itself failed on any error
 
 
 def test_01_wrote_the_data_summary(smoke_run):
@@ -100,6 +110,41 @@ def test_committed_notebooks_have_no_outputs_and_tell_a_story(name):
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
 
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_parameters_cell_holds_the_dataclass_defaults(name):
+    """Every default has one home, its dataclass field: a cell value that differs fails here (unless listed,
+    with its reason, in blipnb.notebook.params.EXCEPTIONS)."""
+    from papermill.translators import PythonTranslator
+
+    from blipnb.config import default_of
+    from blipnb.notebook.params import EXCEPTIONS
+    cell = next(c for c in json.loads((NB_DIR / f"{name}.ipynb").read_text())["cells"]
+                if "parameters" in c["metadata"].get("tags", []))
+    for p in PythonTranslator.inspect({"source": "".join(cell["source"])}):
+        expected = EXCEPTIONS.get(name, {}).get(p.name, default_of(p.name))
+        assert eval(p.default) == expected, f"{name}: {p.name} = {p.default}, the dataclass says {expected!r}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_parameters_cell_is_rendered_from_the_dataclasses(name):
+    """The cell is the rendering of the dataclass fields (defaults and help); `make params` rewrites it."""
+    from blipnb.notebook.params import NOTEBOOK_PARAMETERS, render_cell
+    cell = next(c for c in json.loads((NB_DIR / f"{name}.ipynb").read_text())["cells"]
+                if "parameters" in c["metadata"].get("tags", []))
+    assert "".join(cell["source"]) == render_cell(name), f"{name} is stale: run `make params`"
+    assert notebook_parameters(NB_DIR / f"{name}.ipynb") == set(NOTEBOOK_PARAMETERS[name])
+
+
+def test_committed_notebooks_are_what_the_strip_filter_writes():
+    """`make venv` installs nbstripout as a git filter: a committed file it would change shows as modified on
+    every fresh clone (git status dirty after make demo)."""
+    for name in NOTEBOOKS:
+        path = NB_DIR / f"{name}.ipynb"
+        stripped = subprocess.run([sys.executable, "-m", "nbstripout", "-t", str(path)], capture_output=True,
+                                  text=True, check=True).stdout
+        assert stripped == path.read_text(encoding="utf-8"), f"{name}: run nbstripout on it and commit"
+
+
 def test_mistyped_parameter_fails_naming_it(tmp_path):
     with pytest.raises(SystemExit, match="epoch"):
         main(["run-all", "-f", str(NB_DIR / "params" / "smoke.yaml"), "-p", "epoch", "2", "--out", str(tmp_path)])
@@ -148,3 +193,21 @@ def test_notebooks_that_load_data_declare_every_data_parameter():
     for name in ("01_data_exploration", "02_finetune"):
         missing = data_params - notebook_parameters(NB_DIR / f"{name}.ipynb")
         assert not missing, f"{name} lacks data parameters {sorted(missing)}"
+
+
+def test_caption_command_and_05_decode_alike():
+    """`blipnb caption` and notebook 05 start from the same decoding defaults: GenerationConfig's."""
+    from blipnb.cli import build_parser
+    from blipnb.config import GenerationConfig
+    args = build_parser().parse_args(["caption", "imgs", "--model", "m", "--out", "o.csv"])
+    declared = {p.name: eval(p.default) for p in _inspect_parameters("05_inference_demo")}
+    defaults = GenerationConfig()
+    assert args.num_beams == declared["num_beams"] == defaults.num_beams
+    assert args.max_new_tokens == declared["max_new_tokens"] == defaults.max_new_tokens
+
+
+def _inspect_parameters(name):
+    from papermill.translators import PythonTranslator
+    cell = next(c for c in json.loads((NB_DIR / f"{name}.ipynb").read_text())["cells"]
+                if "parameters" in c["metadata"].get("tags", []))
+    return PythonTranslator.inspect({"source": "".join(cell["source"])})

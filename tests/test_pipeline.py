@@ -1,31 +1,15 @@
-"""End to end on CPU: sample data -> tiny BLIP -> short training -> captions of test images -> metrics."""
-import pytest
+"""End to end on CPU: sample data -> tiny BLIP -> short training (the shared `trained` fixture) -> captions of
+test images -> metrics."""
 import torch
 
 from blipnb import runs
-from blipnb.collate import CaptionPairs
-from blipnb.data import load_captions
-from blipnb.evaluation import BASELINE, FINETUNED, evaluate_run, references
-from blipnb.generation import caption_image, caption_split
-from blipnb.modeling import load_model, start_model
-from blipnb.scoring import CIDER, METRIC_KEYS, quick_scores
-from blipnb.training import build_trainer, train_model
-from helpers import tiny_config
-
-LEARN = dict(sample_train=150, sample_validation=24, sample_test=24, hidden_size=96, num_layers=2, num_heads=4,
-             image_size=32, epochs=6, batch_size=32, learning_rate=2e-3, lr_scheduler="cosine", max_new_tokens=16,
-             logging_steps=10, eval_max_images=24)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One short training run shared by the tests below (about half a minute on 2 cores)."""
-    cfg = tiny_config(tmp_path_factory.mktemp("run"), **LEARN)
-    ds = load_captions(cfg.data)
-    model, processor = start_model(cfg, ds)
-    results = train_model(cfg, model, processor, ds)
-    return cfg, ds, model, processor, results
-
+from blipnb.model.collate import CaptionPairs
+from blipnb.evaluation import BASELINE, FINETUNED, evaluate_run
+from blipnb.model.generation import caption_image, caption_split
+from blipnb.model.modeling import load_model
+from blipnb.schema import CIDER, METRIC_KEYS, references
+from blipnb.scoring import quick_scores
+from blipnb.training import build_trainer
 
 def test_run_dir_holds_the_export(trained):
     cfg, ds, model, processor, results = trained

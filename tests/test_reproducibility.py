@@ -1,25 +1,28 @@
 """Same seed, same data: identical splits, identical training and identical metrics on CPU."""
-from helpers import tiny_config
+import dataclasses
 
 from blipnb import runs
 from blipnb.data import load_captions, split_hashes
 from blipnb.evaluation import FINETUNED, evaluate_run
-from blipnb.modeling import start_model
+from blipnb.model.modeling import start_model
 from blipnb.training import train_model
 
 
-def run_once(run_dir):
-    cfg = tiny_config(run_dir, epochs=2, n_bootstrap=200)
-    ds = load_captions(cfg.data)
-    model, processor = start_model(cfg, ds)
-    train_model(cfg, model, processor, ds)
+def evaluate(cfg, ds, model, processor, run_dir):
+    """Evaluate into `run_dir` (not the shared run's directory, which other tests read)."""
+    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     metrics = evaluate_run(cfg, ds["test"], {FINETUNED: (model, processor)}, {FINETUNED: "model"}, progress=False)
-    return ds, metrics, runs.read_jsonl(runs.RunDir(run_dir) / runs.PREDICTIONS)
+    return metrics, runs.read_jsonl(runs.RunDir(run_dir) / runs.PREDICTIONS)
 
 
-def test_two_runs_give_identical_splits_and_metrics(tmp_path):
-    ds_a, metrics_a, preds_a = run_once(tmp_path / "a")
-    ds_b, metrics_b, preds_b = run_once(tmp_path / "b")
+def test_two_runs_give_identical_splits_and_metrics(trained, tmp_path):
+    cfg, ds_a, model_a, processor_a, _ = trained  # run a: the session's shared training run
+    metrics_a, preds_a = evaluate(cfg, ds_a, model_a, processor_a, tmp_path / "eval_a")
+    cfg_b = dataclasses.replace(cfg, run_dir=str(tmp_path / "b"))  # run b: the same config, trained again
+    ds_b = load_captions(cfg_b.data)
+    model_b, processor_b = start_model(cfg_b, ds_b)
+    train_model(cfg_b, model_b, processor_b, ds_b)
+    metrics_b, preds_b = evaluate(cfg_b, ds_b, model_b, processor_b, tmp_path / "eval_b")
     assert split_hashes(ds_a) == split_hashes(ds_b)
     assert [r["prediction"] for r in preds_a] == [r["prediction"] for r in preds_b]
     a, b = metrics_a["results"][FINETUNED], metrics_b["results"][FINETUNED]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from blipnb.sample import COLOURS, POSITIONS, SHAPES, SIZES, make_sample, parse_attributes
+from blipnb.data.sample import COLOURS, POSITIONS, SHAPES, SIZES, make_sample, parse_attributes
 
 
 def read_rows(root) -> list[dict]:

@@ -12,19 +12,11 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 from sacrebleu.metrics import BLEU as SacreBLEU
 
-from blipnb import scoring
+from blipnb.schema import BLEU, CIDER, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SCALE, SPICE
+from blipnb.scoring import coco as scoring
+from blipnb.scoring.ptb import python_ptb_tokenize
 from blipnb.scoring import (
-    BLEU,
-    CIDER,
-    METEOR,
-    METRIC_KEYS,
     METRIC_MODULE_PATH,
-    ROUGE_L,
-    SACREBLEU,
-    SPICE,
-    format_metrics_table,
-    metrics_rows,
-    python_ptb_tokenize,
     quick_scores,
     sanity_check,
     score_captions,
@@ -97,7 +89,7 @@ def test_result_is_strict_json_and_self_describing(scored):
     """Result round-trips through strict JSON and records tokenizer, scale, sizes and missing metrics."""
     assert json.loads(json.dumps(scored, allow_nan=False)) == scored
     assert set(scored["metrics"]) == set(METRIC_KEYS)
-    assert scored["tokenizer"] == "ptb" and scored["scale"] == scoring.SCALE
+    assert scored["tokenizer"] == "ptb" and scored["scale"] == SCALE
     assert scored["n_images"] == 6 and sorted(scored["per_image"]) == sorted(PREDICTIONS)
     assert scored["refs_per_image"] == {"min": 1, "mean": pytest.approx(16 / 6), "max": 5}
     assert scored["metrics"][SPICE] is None and scored["spice_images"] is None
@@ -243,18 +235,21 @@ def test_sanity_check_flags_single_reference_scoring():
     assert len(sanity_check(result["metrics"], "sample", refs_per_image=1.2)) == 1
 
 
-def test_metrics_table_puts_models_side_by_side():
-    """Rows carry every metric per model; the text table shows n/a and the reason for missing metrics."""
+def test_report_puts_models_side_by_side():
+    """The run report (03, the CLI, the card) has a column per model; n/a and the reason for missing metrics."""
+    from blipnb.evaluation.report import format_report, report_rows
+
     base = {"metrics": dict.fromkeys(METRIC_KEYS, 0.25) | {SPICE: None, SACREBLEU: 25.0},
-            "unavailable": {SPICE: "disabled (do_spice=False)"}, "n_images": 7,
+            "unavailable": {SPICE: "disabled (do_spice=False)"}, "n_images": 7, "scale": SCALE, "tokenizer": "ptb",
             "refs_per_image": {"min": 5, "mean": 5.0, "max": 5}}
     tuned = base | {"metrics": base["metrics"] | {CIDER: 0.75}}
-    rows = metrics_rows({"fine-tuned": tuned, "baseline": base})
-    assert [r["model"] for r in rows] == ["fine-tuned", "baseline"]
-    assert rows[0][CIDER] == 0.75 and rows[1][CIDER] == 0.25 and rows[0]["n_images"] == 7
-    table = format_metrics_table({"fine-tuned": tuned, "baseline": base})
+    metrics = {"results": {"fine-tuned": tuned, "baseline": base}, "split": "test", "source": "sample"}
+    rows = {row["metric"]: row for row in report_rows(metrics)}
+    assert rows[CIDER]["fine-tuned"] == "0.7500" and rows[CIDER]["baseline"] == "0.2500"
+    assert rows["n images"] == {"metric": "n images", "fine-tuned": "7", "baseline": "7"}
+    table = format_report(metrics)
     assert "0.7500" in table and "25.00" in table and "n/a" in table
-    assert "SPICE unavailable for baseline: disabled (do_spice=False)" in table and "0-100" in table
+    assert "SPICE unavailable (baseline): disabled (do_spice=False)" in table and "0-100" in table
 
 
 @needs_java

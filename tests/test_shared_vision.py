@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from blipnb.collate import CaptionCollator, CaptionPairs
+from blipnb.model.collate import CaptionCollator, CaptionPairs
 from blipnb.config import ModelConfig
-from blipnb.modeling import build_tiny_blip, load_model
+from blipnb.model.modeling import load_model
+from blipnb.model.tiny import build_tiny_blip
 from blipnb.training import forward_loss
 from fixtures import png_bytes
 

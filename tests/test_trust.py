@@ -6,7 +6,7 @@ from datasets import load_dataset
 from fixtures import make_caption_rows_parquet
 
 from blipnb.data import check_disjoint
-from blipnb.hub import image_keys
+from blipnb.data.flickr8k import image_keys
 from blipnb.scoring import score_captions, sanity_check
 
 

@@ -9,8 +9,8 @@ from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from PIL import Image
 
-from blipnb import viz
-from blipnb.scoring import METRIC_KEYS
+from blipnb.notebook import viz
+from blipnb.schema import METRIC_KEYS
 
 
 def bars(ax) -> int:

@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from blipnb import widgets
+from blipnb.notebook import widgets
 from blipnb.config import GenerationConfig, ModelConfig
-from blipnb.modeling import build_tiny_blip, load_model
+from blipnb.model.modeling import load_model
+from blipnb.model.tiny import build_tiny_blip
 
 CAPTIONS = ["a red circle at the top left", "a small blue square at the bottom right",
             "there is a big green triangle", "two shapes: a yellow circle and a red square",

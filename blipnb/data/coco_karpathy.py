@@ -1,0 +1,38 @@
+"""COCO with the Karpathy split: captions from a local dataset_coco.json or the hub, images from a COCO root."""
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+from datasets import DatasetDict
+
+from .hub import load_hub
+from .local import read_json_object, split_name
+from .records import Record, build_splits, check_images, clean_captions, resolve_inside
+
+KARPATHY_ID = "yerevann/coco-karpathy"  # captions and file paths only, no image bytes
+
+
+def load_coco_karpathy(cfg) -> DatasetDict:
+    """COCO with the Karpathy split: captions from cfg.annotations (dataset_coco.json) or the hub, images from data_dir."""
+    root = Path(cfg.data_dir)
+    if cfg.annotations:
+        entries, origin = read_json_object(Path(cfg.annotations)).get("images"), Path(cfg.annotations).name
+        if not isinstance(entries, list):
+            raise ValueError(f"{cfg.annotations}: a Karpathy dataset_coco.json needs a list 'images'")
+    else:
+        dd = load_hub(cfg.hub_id or KARPATHY_ID)
+        columns = ["filepath", "filename", "sentences", "split", "cocoid"]
+        entries = [row for s in dd for row in dd[s].select_columns(columns).to_list()]
+        origin = cfg.hub_id or KARPATHY_ID
+    records = []
+    for k, e in enumerate(entries):
+        where = f"{origin} images[{k}] (cocoid {e.get('cocoid')})"
+        path = resolve_inside(root, posixpath.join(e.get("filepath") or "", e.get("filename") or ""), where)
+        sentences = [s["raw"] if isinstance(s, dict) else s for s in e.get("sentences") or []]
+        records.append(Record(path, str(e["cocoid"]), clean_captions(sentences, where),
+                              split_name(e.get("split"), where), where))
+    check_images(records, root)
+    return build_splits(records, cfg.split_seed, cfg.val_fraction, cfg.test_fraction)
+
+

@@ -1,0 +1,70 @@
+"""The model card written next to the fine-tuned export: data, recipe, decoding, metrics with CIs, limitations."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import runs
+from ..config import Config
+from .report import markdown_table, report_rows
+from .run import BASELINE, FINETUNED
+
+_RECIPE = ("epochs", "learning_rate", "weight_decay", "lr_scheduler", "warmup_ratio", "batch_size",
+           "grad_accum_steps", "label_smoothing", "freeze_vision", "max_txt_len", "precision", "seed")
+_DECODING = ("num_beams", "max_new_tokens", "min_new_tokens", "length_penalty", "do_sample", "prompt")
+
+
+def model_card(cfg: Config, metrics: dict, train_results: dict | None = None) -> str:
+    """Markdown model card: data, split sizes, recipe, decoding, metrics with CIs, the baseline, limitations."""
+    prov = metrics.get("provenance", {})
+    result = metrics["results"][FINETUNED]
+    lines = [
+        "---", "library_name: transformers", "pipeline_tag: image-to-text", "tags: [blip, image-captioning, blipnb]",
+        "---", "", f"# BLIP captioner fine-tuned with blipnb on `{cfg.data.source}`", "",
+        f"Started from `{metrics['models'].get(BASELINE, cfg.model.model_id)}`; written by blipnb "
+        f"{metrics.get('blipnb_version')} (git {prov.get('git_commit') or 'unknown'}).", "",
+        "## Data", "",
+        f"- Source: `{cfg.data.source}`" + (f" ({cfg.data.data_dir})" if cfg.data.data_dir else ""),
+        f"- Evaluated on the `{metrics['split']}` split: {metrics['n_images']} images, "
+        f"{result['refs_per_image']['mean']:.2f} references per image (min {result['refs_per_image']['min']}).",
+        f"- Split hash (sha256 of sorted image ids): `{metrics.get('split_hash')}`",
+        "- Splits are by image: no image is in two splits (checked on ids and on perceptual hashes).", "",
+        "## Training recipe", "",
+        *[f"- {k}: {getattr(cfg.train, k)}" for k in _RECIPE],
+    ]
+    if train_results:
+        lines += [f"- trained {train_results.get('global_step')} steps on {train_results.get('train_pairs')} "
+                  f"(image, caption) pairs in {train_results.get('train_seconds')} s; checkpoint chosen by "
+                  f"{train_results.get('best_metric_name')} on validation"]
+    lines += ["", "## Decoding", "", *[f"- {k}: {metrics['decoding'].get(k)!r}" for k in _DECODING],
+              "- Captions are generated from pixels only (plus the fixed prompt above); no reference is ever fed in.",
+              "", "## Results", "",
+              f"pycocoevalcap metrics on a 0–1 scale (sacreBLEU 0–100), tokenizer: {result['tokenizer']}. "
+              "Brackets: 95% bootstrap CI over images; the difference is a paired bootstrap on the same images.",
+              "", *markdown_table(report_rows(metrics)), "", "## Known limitations", ""]
+    lines += [f"- {line}" for line in limitations(cfg, metrics)]
+    return "\n".join(lines) + "\n"
+
+
+def limitations(cfg: Config, metrics: dict) -> list[str]:
+    """What a reader should know before trusting or reusing the numbers."""
+    out = []
+    for name, r in metrics["results"].items():
+        out += [f"{key} unavailable ({name}): {why}" for key, why in r.get("unavailable", {}).items()]
+        out += [f"Sanity check ({name}): {w}" for w in r.get("sanity", [])]
+    if cfg.data.source == "sample":
+        out.append("Trained and tested on blipnb's synthetic shapes dataset: it describes coloured shapes in image "
+                   "quadrants and nothing else; its scores say nothing about real photographs.")
+    if cfg.model.from_scratch:
+        out.append("A tiny BLIP built from scratch (not pretrained): a demonstration of the pipeline, not a "
+                   "general captioner.")
+    out.append("Metrics compare against the reference captions of one dataset; a correct caption phrased "
+               "differently scores low. Look at the error analysis (notebook 04) before relying on a number.")
+    return out
+
+
+def write_model_card(cfg: Config, metrics: dict) -> Path:
+    """Write MODEL_DIR/README.md from the run's metrics and training results."""
+    run = runs.RunDir(cfg.run_dir)
+    train_results = runs.read_json(run / runs.TRAIN_RESULTS) if (run / runs.TRAIN_RESULTS).exists() else None
+    path = run / runs.MODEL_DIR / runs.MODEL_CARD
+    return runs.write_text(path, model_card(cfg, metrics, train_results))

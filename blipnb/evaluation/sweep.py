@@ -1,0 +1,40 @@
+"""The decoding sweep: each setting of a grid scored on VALIDATION; the best is then used on test."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+from tqdm.auto import tqdm
+
+from .. import runs
+from ..config import Config
+from ..schema import BLEU, CIDER
+from ..training.validation import caption_and_score
+
+
+def decoding_sweep(model, processor, validation, cfg: Config, progress: bool = True) -> dict:
+    """Score each decoding setting of the sweep grid on VALIDATION (CIDEr); test is never used to choose.
+
+    Returns {"grid": [{setting..., "CIDEr", "Bleu_4"}], "best": {setting...}, "n_images"}; writes runs.SWEEP.
+    """
+    axes = cfg.sweep.grid()
+    if not axes:
+        raise ValueError("no decoding sweep requested: set sweep_num_beams, sweep_length_penalty or "
+                         "sweep_max_new_tokens")
+    if cfg.sweep.sweep_max_images is not None:
+        validation = validation.select(range(min(cfg.sweep.sweep_max_images, len(validation))))
+    grid = []
+    settings = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    for setting in tqdm(settings, desc="decoding sweep (validation)", disable=not progress):
+        _, scores = caption_and_score(model, processor, validation, cfg.generation.with_overrides(**setting))
+        grid.append({**setting, CIDER: scores[CIDER], BLEU[3]: scores[BLEU[3]]})
+    best = max(grid, key=lambda row: row[CIDER])
+    sweep = {"split": "validation", "n_images": len(validation), "grid": grid,
+             "best": {k: best[k] for k in axes}, "chosen_by": CIDER}
+    runs.write_json(runs.RunDir(cfg.run_dir) / runs.SWEEP, sweep)
+    return sweep
+
+
+def apply_decoding(cfg: Config, setting: dict) -> Config:
+    """A copy of `cfg` whose decoding uses `setting` (e.g. the sweep's best on validation)."""
+    return dataclasses.replace(cfg, generation=cfg.generation.with_overrides(**setting))

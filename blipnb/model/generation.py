@@ -1,0 +1,124 @@
+"""Caption images in batches from pixel_values only (plus an optional fixed prompt), one caption per image."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import datasets
+import torch
+from tqdm.auto import tqdm
+
+from ..config import GenerationConfig
+from ..runs import check_caption_output
+from ..schema import undecoded
+from ..data.images import to_rgb
+from .modeling import eval_mode
+from .precision import autocast
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def prompt_ids(processor, prompt: str, n: int, device) -> torch.Tensor | None:
+    """The prompt as generate's input_ids, or None; BLIP's generate swaps the first token for [DEC], drops [SEP]."""
+    if not prompt:
+        return None
+    ids = processor.tokenizer(prompt, return_tensors="pt").input_ids
+    return ids.repeat(n, 1).to(device)
+
+
+@torch.no_grad()
+def caption_batch(model, processor, images: Sequence, gen: GenerationConfig, names: Sequence[str] | None = None,
+                  num_return_sequences: int = 1) -> list[str]:
+    """Caption one batch of images; never sees a reference caption."""
+    device = next(model.parameters()).device
+    pil = [to_rgb(im, names[i] if names else None) for i, im in enumerate(images)]
+    pixel_values = processor.image_processor(pil, return_tensors="pt")["pixel_values"].to(device)
+    input_ids = prompt_ids(processor, gen.prompt, len(pil), device)
+    with autocast(device):
+        out = model.generate(pixel_values=pixel_values, input_ids=input_ids,
+                             num_return_sequences=num_return_sequences, **gen.generate_kwargs())
+    if input_ids is not None:
+        out = out[:, input_ids.shape[1] - 1:]  # the prompt tokens ([DEC] + prompt) are not part of the caption
+    return [t.strip() for t in processor.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def caption_images(model, processor, images: Iterable, gen: GenerationConfig, names: Sequence[str] | None = None,
+                   progress: bool = True, desc: str = "captioning") -> list[str]:
+    """Caption many images in batches of `gen.gen_batch_size`, with a progress bar."""
+    images = list(images)
+    out: list[str] = []
+    bs = gen.gen_batch_size
+    with eval_mode(model):
+        for start in tqdm(range(0, len(images), bs), desc=desc, disable=not progress, unit="batch"):
+            chunk_names = names[start:start + bs] if names else None
+            out += caption_batch(model, processor, images[start:start + bs], gen, chunk_names)
+    return out
+
+
+def caption_split(model, processor, split: datasets.Dataset, gen: GenerationConfig, max_images: int | None = None,
+                  progress: bool = True) -> dict[str, str]:
+    """Caption each image of a canonical split once; returns {image_id: caption}."""
+    if max_images is not None:
+        split = split.select(range(min(max_images, len(split))))
+    raw = undecoded(split)
+    ids = raw["image_id"]
+    captions = caption_images(model, processor, raw["image"], gen, names=ids, progress=progress)
+    return dict(zip(ids, captions))
+
+
+def caption_image(image, model, processor, num_return_sequences: int = 1, **decoding) -> str | list[str]:
+    """Caption one image (path, PIL image or bytes); decoding keywords override GenerationConfig's defaults."""
+    gen = GenerationConfig().with_overrides(**decoding)
+    if num_return_sequences > 1 and not gen.do_sample:
+        gen = gen.with_overrides(num_beams=max(gen.num_beams, num_return_sequences))
+    with eval_mode(model):
+        caps = caption_batch(model, processor, [image], gen, num_return_sequences=num_return_sequences)
+    return caps if num_return_sequences > 1 else caps[0]
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files under `folder`, recursively, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"not a folder: {folder}")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def caption_folder(folder: str | Path, model, processor, gen: GenerationConfig, out_path: str | Path,
+                   progress: bool = True) -> dict:
+    """Caption every image under `folder` into CSV or JSONL (by `out_path`'s suffix); unreadable files are listed."""
+    from ..errors import BadImageError
+
+    folder, out_path = Path(folder), check_caption_output(out_path, "out_path")
+    files = list_images(folder)
+    rows, errors = [], []
+    bs = gen.gen_batch_size
+    for start in tqdm(range(0, len(files), bs), desc=f"captioning {folder.name}", disable=not progress):
+        batch = files[start:start + bs]
+        good = []
+        for p in batch:
+            try:
+                good.append((p, to_rgb(p, str(p))))
+            except BadImageError as e:
+                errors.append({"file_name": str(p.relative_to(folder)), "error": str(e)})
+        if good:
+            caps = caption_batch(model, processor, [im for _, im in good], gen)
+            rows += [{"file_name": str(p.relative_to(folder)), "caption": c} for (p, _), c in zip(good, caps)]
+    _write_rows(out_path, rows)
+    return {"out_path": str(out_path), "n_captioned": len(rows), "errors": errors}
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    import io
+
+    from ..runs import write_jsonl, write_text
+
+    if path.suffix.lower() == ".jsonl":
+        write_jsonl(path, rows)
+    else:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["file_name", "caption"])
+        w.writeheader()
+        w.writerows(rows)
+        write_text(path, buf.getvalue())

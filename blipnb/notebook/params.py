@@ -1,0 +1,76 @@
+"""Which parameters each notebook declares, and its parameters cell rendered from the config dataclasses.
+
+A parameters cell must hold literals (papermill injects after it, `--help-notebook` parses it), so it cannot
+import its defaults. Instead it is rendered from the one home of each default, the dataclass field, and a test
+fails when a committed cell differs from its rendering. After changing a default or a help text, run
+`python -m blipnb.notebook.params` to rewrite the cells.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from ..config import DataConfig, TrainConfig, render_parameters
+
+# 01 and 02 load the same data, so they declare the same data parameters: this one list.
+DATA = tuple(f.name for f in fields(DataConfig))
+TRAIN = tuple(f.name for f in fields(TrainConfig))
+DECODING = ("num_beams", "max_new_tokens")
+
+NOTEBOOK_PARAMETERS = {
+    "01_data_exploration": ("run_dir", *DATA),
+    "02_finetune": ("run_dir", *DATA, "model_id", "from_scratch", "attn_implementation", *TRAIN, "prompt",
+                    *DECODING),
+    "03_evaluate": ("run_dir", "eval_split", *DECODING, "min_new_tokens", "length_penalty", "decoding_preset",
+                    "gen_batch_size", "do_spice", "spice_subsample", "n_bootstrap", "bootstrap_seed",
+                    "plausible_bleu4", "plausible_cider", "sweep_num_beams", "sweep_length_penalty",
+                    "sweep_max_new_tokens", "sweep_max_images", "push_to_hub", "hub_model_id"),
+    "04_error_analysis": ("run_dir", "k_examples", "score_key", "min_slice_size", "n_bootstrap"),
+    "05_inference_demo": ("run_dir", "image_path", *DECODING, "do_sample", "top_p", "temperature",
+                          "caption_folder_path", "caption_output"),
+}
+
+# Where a notebook's cell deliberately differs from the dataclass default, with the reason. Empty today: every
+# notebook starts from the real defaults, and presets (notebooks/params/*.yaml) change them.
+EXCEPTIONS: dict[str, dict[str, object]] = {}
+
+
+def render_cell(notebook: str) -> str:
+    """The parameters cell of `notebook` (a name such as "02_finetune"), rendered from the dataclass fields."""
+    return render_parameters(list(NOTEBOOK_PARAMETERS[notebook]), EXCEPTIONS.get(notebook))
+
+
+def parameters_cell(nb: dict) -> dict:
+    """The one code cell tagged `parameters` of a notebook's JSON."""
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"expected one cell tagged 'parameters', found {len(cells)}")
+    return cells[0]
+
+
+def sync(path: str | Path) -> bool:
+    """Rewrite the parameters cell of the notebook at `path` from the dataclasses; True if it changed."""
+    import nbformat  # writes the JSON exactly as Jupyter and nbstripout do
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    cell = parameters_cell(nb)
+    text = render_cell(path.stem)
+    if cell["source"] == text:
+        return False
+    cell["source"] = text
+    nbformat.write(nb, path)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    folder = Path((argv or sys.argv[1:] or ["notebooks"])[0])
+    for name in NOTEBOOK_PARAMETERS:
+        changed = sync(folder / f"{name}.ipynb")
+        print(f"{name}: {'rewritten' if changed else 'up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

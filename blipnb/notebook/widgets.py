@@ -1,0 +1,297 @@
+"""ipywidgets browsers: ranked test predictions (04) and the captioning demo (05); both also work headless.
+
+Every callback is a method that reads the controls and calls a plain function (`rank_rows`, `caption_all`), so tests
+and papermill drive them without a browser; results land in widget values and attributes, not in printed output.
+"""
+from __future__ import annotations
+
+import html
+import io
+import math
+import os
+from pathlib import Path
+
+import ipywidgets as widgets
+import torch
+
+from ..config import GenerationConfig
+from ..schema import IMAGE, IMAGE_ID, undecoded
+from ..model.generation import caption_batch
+from ..model.modeling import eval_mode
+from ..data.images import BadImageError, to_rgb
+from ..schema import CIDER, METRIC_KEYS
+
+DECODINGS = ("greedy", "beam", "sampling")
+ORDERS = ("lowest first", "highest first")
+IMAGE_WIDTH = 256  # on-screen pixels: the sample's 64 px images are scaled up by the browser
+
+
+def png_bytes(image, name: str | None = None) -> bytes:
+    """Any image `to_rgb` reads, as PNG bytes for an ipywidgets.Image."""
+    buf = io.BytesIO()
+    to_rgb(image, name).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def split_images(split, limit: int | None = None) -> dict[str, object]:
+    """{image_id: stored image (path/bytes dict)} of a canonical split, undecoded; the first `limit` images."""
+
+    if limit is not None:
+        split = split.select(range(min(limit, len(split))))
+    raw = undecoded(split)
+    return dict(zip(raw[IMAGE_ID], raw[IMAGE]))
+
+
+def pick_image(images: dict, image_path: str | None) -> tuple[str, object]:
+    """(name, image): the file at `image_path`, or the first of `images` when it is None."""
+    if image_path is not None:
+        if not Path(image_path).is_file():
+            raise FileNotFoundError(f"image_path {image_path!r} is not a file")
+        return Path(image_path).name, image_path
+    if not images:
+        raise ValueError("no test images to show: pass image_path")
+    return next(iter(images.items()))
+
+
+def images_folder(split) -> Path | None:
+    """The folder holding a split's image files (their common parent), or None when they are stored as bytes."""
+    raw = undecoded(split)[IMAGE]
+    paths = [im.get("path") if isinstance(im, dict) else None for im in raw]
+    if not paths or any(not p or not os.path.isfile(p) for p in paths):
+        return None
+    return Path(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]))
+
+
+# ---------------------------------------------------------------- prediction browser (04)
+
+def score_keys(rows: list[dict]) -> list[str]:
+    """Score keys present in the rows: the known metrics in their usual order, then any others."""
+    present = {k for r in rows for k in (r.get("scores") or {})}
+    return [k for k in METRIC_KEYS if k in present] + sorted(present - set(METRIC_KEYS))
+
+
+def rank_rows(rows: list[dict], key: str | None, descending: bool = False, text: str = "") -> list[dict]:
+    """Rows whose prediction or a reference contains `text` (any case), sorted by scores[key]; unscored rows last."""
+    needle = text.strip().lower()
+    kept = [r for r in rows if not needle or needle in r["prediction"].lower()
+            or any(needle in ref.lower() for ref in r["references"])]
+    if key is None:
+        return kept
+    scored = [r for r in kept if _score(r, key) is not None]
+    scored.sort(key=lambda r: _score(r, key), reverse=descending)  # stable: ties keep file order
+    return scored + [r for r in kept if _score(r, key) is None]
+
+
+def _score(row: dict, key: str) -> float | None:
+    value = (row.get("scores") or {}).get(key)
+    return None if value is None or math.isnan(value) else float(value)  # NaN sorts nowhere: missing
+
+
+class PredictionBrowser(widgets.VBox):
+    """Test predictions ranked by one score, filtered by a word; a slider steps through the ranking."""
+
+    def __init__(self, rows: list[dict], split=None):
+        self.rows = list(rows)
+        self._split = split
+        self._index = {i: n for n, i in enumerate(split[IMAGE_ID])} if split is not None else {}
+        keys = score_keys(self.rows)
+        self.sort_by = widgets.Dropdown(options=keys or ["(file order)"], description="sort by",
+                                        value=CIDER if CIDER in keys else (keys or ["(file order)"])[0])
+        self.order = widgets.ToggleButtons(options=ORDERS, value=ORDERS[0])
+        self.filter = widgets.Text(description="filter", placeholder="word in the prediction or references",
+                                   continuous_update=False)
+        self.rank = widgets.IntSlider(min=0, max=0, description="rank", continuous_update=False)
+        self.image = widgets.Image(format="png", width=IMAGE_WIDTH)
+        self.details = widgets.HTML()
+        self.shown: list[dict] = []
+        for control in (self.sort_by, self.order, self.filter):
+            control.observe(lambda _: self.rerank(), "value")
+        self.rank.observe(lambda _: self.show(), "value")
+        super().__init__([widgets.HBox([self.sort_by, self.order]), self.filter, self.rank,
+                          widgets.HBox([self.image, self.details])])
+        self.rerank()
+
+    @property
+    def sort_key(self) -> str | None:
+        return self.sort_by.value if self.sort_by.value in score_keys(self.rows) else None
+
+    @property
+    def current(self) -> dict | None:
+        """The row on screen, or None when the filter matches nothing."""
+        return self.shown[self.rank.value] if self.shown else None
+
+    def rerank(self) -> None:
+        """Apply the sort and filter controls, and go back to the first row."""
+        self.shown = rank_rows(self.rows, self.sort_key, self.order.value == ORDERS[1], self.filter.value)
+        self.rank.value = 0
+        self.rank.max = max(len(self.shown) - 1, 0)
+        self.rank.disabled = len(self.shown) < 2
+        self.show()
+
+    def show(self) -> None:
+        """Display the row at the slider's rank."""
+        row = self.current
+        if row is None:
+            self.image.value = b""
+            self.details.value = f"<i>no prediction or reference contains {html.escape(self.filter.value)!r}</i>"
+            return
+        stored = self._split[self._index[row["image_id"]]][IMAGE] if row["image_id"] in self._index else None
+        self.image.value = png_bytes(stored, row["image_id"]) if stored is not None else b""
+        self.details.value = _row_html(row, self.rank.value, len(self.shown), self.sort_key)
+
+    def __repr__(self) -> str:
+        return (f"PredictionBrowser({len(self.shown)} of {len(self.rows)} predictions, sorted by {self.sort_by.value}"
+                f" {self.order.value}; open in Jupyter to browse)")
+
+
+def _row_html(row: dict, rank: int, n: int, key: str | None) -> str:
+    e = html.escape
+    refs = "".join(f"<li>{e(r)}</li>" for r in row["references"])
+    scores = "".join(
+        f"<tr><td>{'<b>' + e(k) + '</b>' if k == key else e(k)}</td>"
+        f"<td>{'n/a' if v is None else f'{v:.3f}'}</td></tr>" for k, v in (row.get("scores") or {}).items())
+    return (f"<b>{rank + 1} of {n}</b> &middot; <code>{e(str(row['image_id']))}</code><br>"
+            f"<b>prediction:</b> {e(row['prediction'])}<br><b>references:</b><ul>{refs}</ul>"
+            f"<table>{scores}</table>")
+
+
+def browse_predictions(rows: list[dict], split=None) -> PredictionBrowser:
+    """A browser over prediction rows ({image_id, prediction, references, scores}) with their test images."""
+    return PredictionBrowser(rows, split)
+
+
+# ---------------------------------------------------------------- captioning demo (05)
+
+def decoding_config(gen: GenerationConfig, decoding: str, num_beams: int | None = None,
+                    max_new_tokens: int | None = None, top_p: float | None = None, temperature: float | None = None,
+                    prompt: str | None = None) -> GenerationConfig:
+    """`gen` with one of DECODINGS applied; the other arguments override gen's values where given."""
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
+    settings = {"greedy": {"num_beams": 1, "do_sample": False},
+                "beam": {"num_beams": num_beams, "do_sample": False},
+                "sampling": {"num_beams": 1, "do_sample": True}}[decoding]
+    return gen.with_overrides(max_new_tokens=max_new_tokens, prompt=prompt, top_p=top_p, temperature=temperature,
+                              **settings)
+
+
+def decoding_name(gen: GenerationConfig) -> str:
+    """Which of DECODINGS `gen` does."""
+    return "sampling" if gen.do_sample else "beam" if gen.num_beams > 1 else "greedy"
+
+
+def caption_all(models: dict[str, tuple], image, gen: GenerationConfig, n: int = 1) -> dict[str, list[str]]:
+    """{model name: captions of `image`}: n samples when sampling, else the single best caption."""
+    n = n if gen.do_sample else 1
+    out = {}
+    for name, (model, processor) in models.items():
+        with eval_mode(model):
+            out[name] = caption_batch(model, processor, [image], gen, num_return_sequences=n)
+    return out
+
+
+def caption_table(models: dict[str, tuple], image, gen: GenerationConfig, seed: int = 0) -> list[dict]:
+    """One row per decoding setting (greedy, beam, sampling), one column per model: the static demo."""
+    beams = gen.num_beams if gen.num_beams > 1 else 3
+    settings = [("greedy", decoding_config(gen, "greedy")),
+                (f"beam {beams}", decoding_config(gen, "beam", num_beams=beams)),
+                (f"sampling top_p={gen.top_p:g} T={gen.temperature:g}", decoding_config(gen, "sampling"))]
+    rows = []
+    with torch.random.fork_rng(devices=[]):  # a fixed sample here, without resetting the caller's RNG
+        torch.manual_seed(seed)
+        for label, cfg in settings:
+            captions = caption_all(models, image, cfg)
+            rows.append({"decoding": label, **{name: caps[0] for name, caps in captions.items()}})
+    return rows
+
+
+class CaptionDemo(widgets.VBox):
+    """Pick or upload an image, choose the decoding, and compare the captions of several models side by side."""
+
+    def __init__(self, models: dict[str, tuple], images: dict[str, object], gen: GenerationConfig):
+        self.models, self.images, self.gen = models, dict(images), gen
+        self.selected: tuple[str, object] | None = None
+        self.results: dict[str, list[str]] = {}
+        self.picker = widgets.Dropdown(options=list(self.images), description="test image")
+        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload")
+        self.decoding = widgets.ToggleButtons(options=DECODINGS, value=decoding_name(gen))
+        self.num_beams = widgets.IntSlider(value=gen.num_beams, min=1, max=max(10, gen.num_beams), description="beams")
+        self.max_new_tokens = widgets.IntSlider(value=gen.max_new_tokens, min=1, max=max(60, gen.max_new_tokens),
+                                                description="max tokens")
+        self.top_p = widgets.FloatSlider(value=gen.top_p, min=0.05, max=1.0, step=0.05, description="top_p")
+        self.temperature = widgets.FloatSlider(value=gen.temperature, min=0.1, max=2.0, step=0.1,
+                                               description="temperature")
+        self.samples = widgets.IntSlider(value=3, min=1, max=10, description="samples")
+        self.prompt = widgets.Text(value=gen.prompt, description="prompt", placeholder="e.g. a picture of")
+        self.button = widgets.Button(description="Caption", button_style="primary")
+        self.image = widgets.Image(format="png", width=IMAGE_WIDTH)
+        self.status = widgets.HTML()
+        self.panels = {name: widgets.HTML() for name in models}
+        self.picker.observe(lambda c: self.select(c["new"], self.images[c["new"]]), "value")
+        self.upload.observe(self._on_upload, "value")
+        self.decoding.observe(lambda _: self._enable_controls(), "value")
+        self.button.on_click(lambda _: self.run())
+        controls = widgets.VBox([widgets.HBox([self.picker, self.upload]), self.decoding,
+                                 widgets.HBox([self.num_beams, self.max_new_tokens]),
+                                 widgets.HBox([self.top_p, self.temperature, self.samples]),
+                                 self.prompt, self.button, self.status])
+        super().__init__([controls, widgets.HBox([self.image, *self.panels.values()])])
+        self._enable_controls()
+        if self.images:
+            self.select(self.picker.value, self.images[self.picker.value])
+
+    def select(self, name: str, image) -> bool:
+        """Show `image` and caption it next; an unreadable one is reported in the status line."""
+        try:
+            self.image.value = png_bytes(image, name)
+        except BadImageError as e:
+            self.selected, self.image.value = None, b""
+            self.status.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
+            return False
+        self.selected = (name, image)
+        self.status.value = f"image: <code>{html.escape(name)}</code>"
+        return True
+
+    def _on_upload(self, change) -> None:
+        if change["new"]:  # ipywidgets 8: a tuple of {name, type, size, content: memoryview, last_modified}
+            upload = change["new"][0]
+            self.select(upload["name"], bytes(upload["content"]))
+
+    def _enable_controls(self) -> None:
+        mode = self.decoding.value
+        self.num_beams.disabled = mode != "beam"
+        for control in (self.top_p, self.temperature, self.samples):
+            control.disabled = mode != "sampling"
+
+    def generation_config(self) -> GenerationConfig:
+        """The GenerationConfig the controls describe."""
+        return decoding_config(self.gen, self.decoding.value, self.num_beams.value, self.max_new_tokens.value,
+                               self.top_p.value, self.temperature.value, self.prompt.value)
+
+    def run(self) -> dict[str, list[str]]:
+        """Caption the selected image with every model (the Caption button)."""
+        if self.selected is None:
+            self.status.value = "pick a test image or upload one first"
+            return {}
+        gen = self.generation_config()
+        self.results = caption_all(self.models, self.selected[1], gen, n=self.samples.value)
+        for name, captions in self.results.items():
+            self.panels[name].value = _captions_html(name, captions, gen.prompt)
+        self.status.value = f"image: <code>{html.escape(self.selected[0])}</code> &middot; {decoding_name(gen)}"
+        return self.results
+
+    def __repr__(self) -> str:
+        return (f"CaptionDemo(models={list(self.models)}, {len(self.images)} test images; "
+                f"open in Jupyter to pick, upload and caption)")
+
+
+def _captions_html(name: str, captions: list[str], prompt: str) -> str:
+    # The prompt is stripped from generated captions; show it once, greyed, in front of each.
+    lead = f"<span style='color:gray'>{html.escape(prompt.strip())}</span> " if prompt.strip() else ""
+    items = "".join(f"<li>{lead}{html.escape(c) or '<i>(empty)</i>'}</li>" for c in captions)
+    return f"<b>{html.escape(name)}</b><ol>{items}</ol>"
+
+
+def caption_demo(models: dict[str, tuple], images: dict[str, object], gen: GenerationConfig) -> CaptionDemo:
+    """The interactive demo: {name: (model, processor)}, {name: image}, the starting decoding settings."""
+    return CaptionDemo(models, images, gen)

@@ -1,0 +1,154 @@
+"""Trainer wiring: TrainingArguments from our config, validation by captioning images, the run-dir export."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from .. import runs
+from ..model.collate import CaptionCollator
+from ..config import Config
+from ..model.precision import resolve
+from ..schema import BLEU, CIDER
+from .validation import caption_and_score
+
+BEST_METRIC = "eval_cider"  # checkpoints are chosen on validation CIDEr, never on test
+
+
+def training_arguments(cfg: Config) -> TrainingArguments:
+    """Map our short names onto TrainingArguments."""
+    t = cfg.train
+    precision = resolve(t.precision)
+    evaluating = t.eval_strategy != "no"
+    return TrainingArguments(
+        output_dir=str(Path(cfg.run_dir) / runs.CHECKPOINTS_DIR),
+        num_train_epochs=t.epochs, max_steps=t.max_steps,
+        learning_rate=t.learning_rate, weight_decay=t.weight_decay,
+        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio,  # < 1 is read as a ratio of all steps
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.grad_accum_steps, activation_checkpointing=t.gradient_checkpointing,
+        bf16=precision == "bf16", fp16=precision == "fp16", tf32=torch.cuda.is_available() or None,
+        logging_steps=t.logging_steps, logging_first_step=True,
+        eval_strategy=t.eval_strategy, eval_steps=t.eval_steps,
+        save_strategy=t.eval_strategy if evaluating else "no", save_steps=t.eval_steps,
+        save_total_limit=t.save_total_limit, save_only_model=True,
+        load_best_model_at_end=evaluating, metric_for_best_model=BEST_METRIC if evaluating else None,
+        greater_is_better=True,
+        seed=t.seed, data_seed=t.seed,
+        dataloader_num_workers=t.dataloader_workers, dataloader_pin_memory=torch.cuda.is_available(),
+        remove_unused_columns=False,  # our datasets yield raw rows for the collator
+        label_names=["labels"],
+        torch_compile=t.compile,
+        report_to="none",  # TensorBoard is attached explicitly so it logs into the run dir
+    )
+
+
+def forward_loss(model, batch: dict) -> torch.Tensor:
+    """BLIP's captioning loss; with `image_index` the vision tower runs once per image (shared vision pass);
+    with `image_embeds` (frozen vision, blipnb.training.cache) it does not run at all."""
+    if "image_embeds" in batch:
+        image_embeds = batch["image_embeds"]
+        if not torch.is_autocast_enabled(image_embeds.device.type):  # bf16 cache, fp32 decoder
+            image_embeds = image_embeds.to(model.text_decoder.dtype)
+    elif "image_index" not in batch:
+        return model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    else:
+        image_embeds = model.vision_model(pixel_values=batch["pixel_values"]).last_hidden_state
+    if "image_index" in batch:
+        image_embeds = image_embeds.index_select(0, batch["image_index"])
+    return model.text_decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              encoder_hidden_states=image_embeds, labels=batch["labels"], reduction="mean").loss
+
+
+class CaptionTrainer(Trainer):
+    """A Trainer whose evaluation also captions validation images (pixel_values only) and scores them.
+
+    Not Seq2SeqTrainer(predict_with_generate=True): that passes the caption input_ids to `generate` as a prompt,
+    the bug behind the replaced project's impossible scores.
+    """
+
+    loss_is_scaled_for_ga = False  # forward_loss is a per-batch mean
+
+    def __init__(self, *args, caption_eval=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.caption_eval = caption_eval  # (validation split, GenerationConfig, max images)
+
+    def _prepare_inputs(self, inputs):
+        inputs = super()._prepare_inputs(inputs)
+        if "pixel_uint8" in inputs:  # the uint8 pixel cache: a 4x smaller copy, then normalised on the device
+            from .cache import normalize_pixels
+
+            ip = self.processing_class.image_processor
+            inputs["pixel_values"] = normalize_pixels(inputs.pop("pixel_uint8"), ip)
+        return inputs
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = forward_loss(model, inputs)
+        return (loss, None) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = forward_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        if self.caption_eval is not None and metric_key_prefix == "eval":
+            split, gen, max_images = self.caption_eval
+            _, scores = caption_and_score(self.model, self.processing_class, split, gen, max_images=max_images)
+            output.metrics[f"{metric_key_prefix}_cider"] = scores[CIDER]
+            output.metrics[f"{metric_key_prefix}_bleu4"] = scores[BLEU[3]]
+        return output
+
+
+def build_trainer(cfg: Config, model, processor, ds) -> CaptionTrainer:
+    """A CaptionTrainer over the train pairs, with validation loss and validation CIDEr/BLEU-4 per evaluation."""
+    from transformers.integrations import TensorBoardCallback
+
+    from .cache import training_datasets
+
+    collator = CaptionCollator(processor, max_txt_len=cfg.train.max_txt_len, prompt=cfg.generation.prompt)
+    callbacks = []
+    if cfg.train.report_to == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+
+        callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(Path(cfg.run_dir) / runs.LOGS_DIR))))
+    evaluating = cfg.train.eval_strategy != "no"
+    train_dataset, eval_dataset = training_datasets(cfg, model, processor, ds, evaluating)
+    if cfg.train.compile and cfg.train.shared_vision and not cfg.train.cache_embeddings:
+        # forward_loss calls the vision tower directly, past the Trainer's compiled forward: compile it
+        # in place (state_dict keys unchanged).
+        model.vision_model.compile()
+    return CaptionTrainer(
+        model=model, args=training_arguments(cfg), data_collator=collator, processing_class=processor,
+        train_dataset=train_dataset, eval_dataset=eval_dataset,
+        caption_eval=(ds["validation"], cfg.generation, cfg.train.eval_max_images) if evaluating else None,
+        callbacks=callbacks,
+    )
+
+
+def train_model(cfg: Config, model, processor, ds) -> dict:
+    """Train, then export model + processor + resolved config + log history into the run dir; returns results."""
+    run = runs.RunDir(cfg.run_dir).ensure()
+    runs.write_json(run / runs.CONFIG, cfg.to_dict())
+    trainer = build_trainer(cfg, model, processor, ds)
+    start = time.time()
+    out = trainer.train()
+    wall = time.time() - start
+    trainer.save_model(str(run / runs.MODEL_DIR))
+    processor.save_pretrained(str(run / runs.MODEL_DIR))
+    runs.write_json(run / runs.LOG_HISTORY, trainer.state.log_history)
+    results = {
+        "train_loss": out.training_loss, "global_step": out.global_step, "train_seconds": round(wall, 1),
+        "train_pairs": trainer.train_dataset.num_pairs, "epochs": cfg.train.epochs,
+        "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
+        "best_metric_name": BEST_METRIC if cfg.train.eval_strategy != "no" else None,
+    }
+    runs.write_json(run / runs.TRAIN_RESULTS, results)
+    return results

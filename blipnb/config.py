@@ -10,7 +10,7 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from .errors import ParameterError
 from .runs import CAPTION_SUFFIXES, check_caption_output, read_json
@@ -20,6 +20,7 @@ __all__ = ["ParameterError", "Config", "build_config", "load_config", "check_kno
 
 SOURCES = ("sample", "folder", "coco_json", "flickr8k", "flickr8k_rows", "coco_karpathy")
 NEAR_DUPLICATE_ACTIONS = ("warn", "drop", "fail")
+FINETUNE_METHODS = ("full", "freeze_vision", "lora")
 
 
 def param(default: Any, help: str) -> Any:  # noqa: A002 - the name Hugging Face's argument dataclasses use
@@ -111,9 +112,15 @@ class TrainConfig:
     eval_batch_size: int = param(8, "validation pairs per device per step")
     grad_accum_steps: int = param(2, "gradient accumulation steps")
     gradient_checkpointing: bool = param(True, "trade compute for memory")
-    freeze_vision: bool = param(False, "train the text decoder only")
-    cache_embeddings: bool = param(False, "with freeze_vision: vision tower once per image, the decoder trains on "
-                                          "its output")
+    finetune_method: str = param("full", "full, freeze_vision (train the text decoder only) or lora (peft adapters; "
+                                         "the vision tower frozen unless lora_targets names qkv)")
+    lora_r: int = param(16, "lora: adapter rank")
+    lora_alpha: int = param(32, "lora: adapter scale numerator (the update is scaled by lora_alpha / lora_r)")
+    lora_dropout: float = param(0.05, "lora: dropout on the adapters' input")
+    lora_targets: str = param("query,value", "lora: comma-separated module names to adapt; query,value are the "
+                                             "text decoder's self- and cross-attention, qkv the vision tower's")
+    cache_embeddings: bool = param(False, "with a frozen vision tower: vision tower once per image, the decoder "
+                                          "trains on its output")
     pixel_cache: bool = param(False, "decode and resize images once to uint8; normalise on the device")
     cache_dir: Optional[str] = param(None, "pixel cache folder (None: <run_dir>/cache); keyed, so runs may share it")
     label_smoothing: float = param(0.0, "label smoothing of the caption loss (BLIP used 0.1)")
@@ -131,6 +138,10 @@ class TrainConfig:
     shared_vision: bool = param(False, "batch whole images with all their captions; vision tower once per image")
     compile: bool = param(False, "torch.compile the model (with shared_vision: the vision tower)")
     report_to: str = param("tensorboard", "Trainer integrations: tensorboard or none")
+    resume_from_checkpoint: Union[bool, str] = param(False, "auto (the run's latest checkpoint, if any), a "
+                                                            "checkpoint folder, or False (start afresh)")
+    num_processes: int = param(1, "training processes: 1 trains in this kernel, more launch torchrun on this "
+                                  "machine")
 
     def __post_init__(self):
         _one_of("eval_strategy", self.eval_strategy, ("epoch", "steps", "no"))
@@ -147,9 +158,29 @@ class TrainConfig:
         _positive_or_none("eval_max_images", self.eval_max_images)
         if self.eval_strategy == "steps" and not self.eval_steps:
             raise ParameterError("eval_strategy='steps' needs eval_steps")
-        if self.cache_embeddings and not self.freeze_vision:
-            raise ParameterError("cache_embeddings=True needs freeze_vision=True: a trained vision tower's "
-                                 "embeddings change every step")
+        _one_of("finetune_method", self.finetune_method, FINETUNE_METHODS)
+        _at_least("lora_r", self.lora_r, 1)
+        _at_least("lora_alpha", self.lora_alpha, 1)
+        _in_range("lora_dropout", self.lora_dropout, 0.0, 1.0)
+        if not self.lora_target_modules():
+            raise ParameterError("parameter 'lora_targets' names no module, e.g. 'query,value'")
+        _at_least("num_processes", self.num_processes, 1)
+        if self.resume_from_checkpoint is True or self.resume_from_checkpoint == "":
+            raise ParameterError("parameter 'resume_from_checkpoint' must be 'auto', a checkpoint folder or False")
+        if self.cache_embeddings and not self.vision_frozen:
+            raise ParameterError("cache_embeddings=True needs a frozen vision tower (finetune_method='freeze_vision',"
+                                 " or 'lora' without qkv in lora_targets): a trained tower's embeddings change every "
+                                 "step")
+
+    def lora_target_modules(self) -> list[str]:
+        """lora_targets as a list of module names."""
+        return [name for name in self.lora_targets.replace(" ", "").split(",") if name]
+
+    @property
+    def vision_frozen(self) -> bool:
+        """Whether the vision tower's weights stay as they are: freeze_vision, or LoRA on the text decoder only."""
+        return self.finetune_method == "freeze_vision" or (
+            self.finetune_method == "lora" and "qkv" not in self.lora_target_modules())
 
 
 DECODING_PRESETS = {

@@ -85,10 +85,13 @@ def test_corrupt_image_is_named_while_building(tmp_path):
     assert not list((tmp_path / "cache").glob("*.json")), "a failed build must not look complete"
 
 
-def test_cache_embeddings_needs_freeze_vision():
-    with pytest.raises(ParameterError, match="freeze_vision"):
+def test_cache_embeddings_needs_a_frozen_vision_tower():
+    with pytest.raises(ParameterError, match="frozen vision tower"):
         build_config({"cache_embeddings": True})
-    assert build_config({"cache_embeddings": True, "freeze_vision": True}).train.cache_embeddings
+    assert build_config({"cache_embeddings": True, "finetune_method": "freeze_vision"}).train.cache_embeddings
+    assert build_config({"cache_embeddings": True, "finetune_method": "lora"}).train.vision_frozen
+    with pytest.raises(ParameterError, match="frozen vision tower"):
+        build_config({"cache_embeddings": True, "finetune_method": "lora", "lora_targets": "query,value,qkv"})
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +143,7 @@ def test_trainer_runs_on_pixel_cache_and_on_cached_embeddings(tmp_path):
     assert on_device["pixel_values"].shape == (len(batch["pixel_uint8"]), 3, 32, 32)
     assert trainer.train().global_step == 2
 
-    frozen = tiny_config(tmp_path / "frozen", freeze_vision=True, cache_embeddings=True, shared_vision=True,
+    frozen = tiny_config(tmp_path / "frozen", finetune_method="freeze_vision", cache_embeddings=True, shared_vision=True,
                          max_steps=2, eval_strategy="no", sample_train=16)
     model, processor = start_model(frozen, ds)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -10,7 +10,7 @@ def test_defaults_follow_the_replaced_project():
     assert cfg.model.model_id == "Salesforce/blip-image-captioning-base"
     t = cfg.train
     assert (t.epochs, t.learning_rate, t.batch_size, t.eval_batch_size, t.grad_accum_steps) == (4, 5e-5, 8, 8, 2)
-    assert t.gradient_checkpointing and not t.freeze_vision and t.save_total_limit == 2 and t.seed == 42
+    assert t.gradient_checkpointing and t.finetune_method == "full" and t.save_total_limit == 2 and t.seed == 42
     assert (t.logging_steps, t.max_txt_len) == (50, 40)
     g = cfg.generation
     assert (g.max_new_tokens, g.num_beams, g.length_penalty, g.early_stopping) == (30, 5, 1.0, True)

@@ -9,7 +9,7 @@ from .report import markdown_table, report_rows
 from .run import BASELINE, FINETUNED
 
 _RECIPE = ("epochs", "learning_rate", "weight_decay", "lr_scheduler", "warmup_ratio", "batch_size",
-           "grad_accum_steps", "label_smoothing", "freeze_vision", "max_txt_len", "precision", "seed")
+           "grad_accum_steps", "label_smoothing", "finetune_method", "max_txt_len", "precision", "seed")
 _DECODING = ("num_beams", "max_new_tokens", "min_new_tokens", "length_penalty", "do_sample", "prompt")
 
 

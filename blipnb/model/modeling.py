@@ -80,7 +80,7 @@ def start_model(cfg, ds):
     else:
         path = cfg.model.model_id
     model, processor = load_model(path, attn_implementation=cfg.model.attn_implementation)
-    prepare_for_training(model, freeze_vision=cfg.train.freeze_vision, label_smoothing=cfg.train.label_smoothing)
+    prepare_for_training(model, freeze_vision=cfg.train.vision_frozen, label_smoothing=cfg.train.label_smoothing)
     return model, processor
 
 

@@ -1,4 +1,4 @@
-"""The `blipnb` command: run the notebook suite headless with papermill, or caption a folder."""
+"""The `blipnb` command: run the notebook suite headless with papermill, train, or caption a folder."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,8 @@ from . import runs
 from .config import GenerationConfig
 from .errors import ParameterError
 from .presets import read_params
+from .train import add_arguments as add_train_arguments
+from .train import train
 
 NOTEBOOKS = ("01_data_exploration", "02_finetune", "03_evaluate", "04_error_analysis", "05_inference_demo")
 
@@ -83,14 +85,19 @@ def print_summary(out: Path, timings: dict) -> None:
 
 
 def caption(args) -> int:
-    """Caption every image in a folder with a model dir into CSV/JSONL."""
+    """Caption every image in a folder with a model dir into CSV/JSONL; under torchrun each process captions its
+    share of the images and rank 0 writes the file."""
     from .model.generation import caption_folder
     from .model.modeling import load_model
+    from .training.distributed import finish, is_main_process, launched, process_state
 
-    model, processor = load_model(args.model)
+    model, processor = load_model(args.model, device=process_state().device if launched() else None)
     gen = GenerationConfig().with_overrides(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
                                             prompt=args.prompt)
     report = caption_folder(args.folder, model, processor, gen, args.out)
+    finish()
+    if not is_main_process():
+        return 0
     print(f"captioned {report['n_captioned']} images into {report['out_path']}")
     for err in report["errors"]:
         print(f"  skipped {err['file_name']}: {err['error']}", file=sys.stderr)
@@ -98,7 +105,7 @@ def caption(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `blipnb` command line: run-all and caption."""
+    """The `blipnb` command line: run-all, train and caption."""
     parser = argparse.ArgumentParser(prog="blipnb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     ra = sub.add_parser("run-all", help="execute notebooks 01-05 headless for one run directory")
@@ -108,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run just these notebooks, in order")
     ra.add_argument("--notebooks", type=Path, default=None, help="folder holding the notebooks")
     ra.add_argument("--prepare-only", action="store_true", help="inject parameters without executing (nbval)")
+    tr = sub.add_parser("train", help="notebook 02's training from a shell (also under torchrun / accelerate "
+                                      "launch): -f/-p as run-all, run_dir among them")
+    add_train_arguments(tr)
     cp = sub.add_parser("caption", help="caption every image in a folder into CSV or JSONL")
     cp.add_argument("folder")
     cp.add_argument("--model", required=True, help="a model dir (e.g. runs/sample/model) or hub id")
@@ -120,7 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        return train(args, extra, parser.error)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "caption":
             return caption(args)

@@ -25,3 +25,14 @@ class BadImageError(ValueError):
 
 # Shown in notebooks as one line instead of a traceback (see blipnb.notebook.setup).
 USER_ERRORS = (ParameterError, DataSourceUnavailable, ModelUnavailable, BadImageError)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; training stopped at that step."""
+
+
+class WorkerFailed(RuntimeError):
+    """A training process started by blipnb's torchrun launcher failed; the message is the worker's own error."""
+
+
+USER_ERRORS = (*USER_ERRORS, TrainingDiverged, WorkerFailed)

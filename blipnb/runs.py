@@ -15,6 +15,7 @@ PROVENANCE = "provenance.json"  # package versions, git commit, data source, spl
 DATA_SUMMARY = "data_summary.json"  # 01: split sizes, caption stats, leak check
 BASE_MODEL_DIR = "base_model"  # the starting model when it was built from scratch (the baseline)
 MODEL_DIR = "model"  # the fine-tuned export: model, processor, model card
+ADAPTER_DIR = "adapter"  # finetune_method=lora: the LoRA adapter alone (peft), which MODEL_DIR holds merged
 CHECKPOINTS_DIR = "checkpoints"  # Trainer checkpoints
 LOGS_DIR = "logs"  # TensorBoard
 LOG_HISTORY = "log_history.json"  # Trainer log history (losses, validation CIDEr)

@@ -10,6 +10,7 @@ from .run import BASELINE, FINETUNED
 
 _RECIPE = ("epochs", "learning_rate", "weight_decay", "lr_scheduler", "warmup_ratio", "batch_size",
            "grad_accum_steps", "label_smoothing", "finetune_method", "max_txt_len", "precision", "seed")
+_LORA = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")  # listed when finetune_method is lora
 _DECODING = ("num_beams", "max_new_tokens", "min_new_tokens", "length_penalty", "do_sample", "prompt")
 
 
@@ -29,12 +30,15 @@ def model_card(cfg: Config, metrics: dict, train_results: dict | None = None) ->
         f"- Split hash (sha256 of sorted image ids): `{metrics.get('split_hash')}`",
         "- Splits are by image: no image is in two splits (checked on ids and on perceptual hashes).", "",
         "## Training recipe", "",
-        *[f"- {k}: {getattr(cfg.train, k)}" for k in _RECIPE],
+        *recipe_lines(cfg),
     ]
     if train_results:
         lines += [f"- trained {train_results.get('global_step')} steps on {train_results.get('train_pairs')} "
                   f"(image, caption) pairs in {train_results.get('train_seconds')} s; checkpoint chosen by "
                   f"{train_results.get('best_metric_name')} on validation"]
+        if train_results.get("trainable_share") is not None:
+            lines += [f"- trainable parameters: {train_results.get('trainable_parameters')} "
+                      f"({100 * train_results['trainable_share']:.2f}% of the model)"]
     lines += ["", "## Decoding", "", *[f"- {k}: {metrics['decoding'].get(k)!r}" for k in _DECODING],
               "- Captions are generated from pixels only (plus the fixed prompt above); no reference is ever fed in.",
               "", "## Results", "",
@@ -43,6 +47,12 @@ def model_card(cfg: Config, metrics: dict, train_results: dict | None = None) ->
               "", *markdown_table(report_rows(metrics)), "", "## Known limitations", ""]
     lines += [f"- {line}" for line in limitations(cfg, metrics)]
     return "\n".join(lines) + "\n"
+
+
+def recipe_lines(cfg: Config) -> list[str]:
+    """The training recipe as markdown list items; LoRA's rank, scale, dropout and targets when it was used."""
+    keys = _RECIPE + (_LORA if cfg.train.finetune_method == "lora" else ())
+    return [f"- {k}: {getattr(cfg.train, k)}" for k in keys]
 
 
 def limitations(cfg: Config, metrics: dict) -> list[str]:

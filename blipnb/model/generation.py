@@ -1,4 +1,8 @@
-"""Caption images in batches from pixel_values only (plus an optional fixed prompt), one caption per image."""
+"""Caption images in batches from pixel_values only (plus an optional fixed prompt), one caption per image.
+
+Under torch.distributed (world size > 1) caption_split and caption_folder share the images out: rank r captions
+images r, r + world, ..., and every rank gets all captions back in the original order. Every rank must call them.
+"""
 from __future__ import annotations
 
 import csv
@@ -63,8 +67,11 @@ def caption_split(model, processor, split: datasets.Dataset, gen: GenerationConf
         split = split.select(range(min(max_images, len(split))))
     raw = undecoded(split)
     ids = raw["image_id"]
-    captions = caption_images(model, processor, raw["image"], gen, names=ids, progress=progress)
-    return dict(zip(ids, captions))
+    rank, world = _rank_and_world()
+    if world > 1:
+        raw = raw.select(range(rank, len(raw), world))
+    captions = caption_images(model, processor, raw["image"], gen, names=raw["image_id"], progress=progress)
+    return dict(zip(ids, _gathered_in_order(captions)))
 
 
 def caption_image(image, model, processor, num_return_sequences: int = 1, **decoding) -> str | list[str]:
@@ -92,21 +99,53 @@ def caption_folder(folder: str | Path, model, processor, gen: GenerationConfig, 
 
     folder, out_path = Path(folder), check_caption_output(out_path, "out_path")
     files = list_images(folder)
-    rows, errors = [], []
+    rank, world = _rank_and_world()
+    mine = files[rank::world]
+    results = []  # per file: ("caption" | "error", text)
     bs = gen.gen_batch_size
-    for start in tqdm(range(0, len(files), bs), desc=f"captioning {folder.name}", disable=not progress):
-        batch = files[start:start + bs]
-        good = []
+    for start in tqdm(range(0, len(mine), bs), desc=f"captioning {folder.name}", disable=not progress):
+        batch = mine[start:start + bs]
+        good, done = [], {}
         for p in batch:
             try:
                 good.append((p, to_rgb(p, str(p))))
             except BadImageError as e:
-                errors.append({"file_name": str(p.relative_to(folder)), "error": str(e)})
+                done[p] = ("error", str(e))
         if good:
             caps = caption_batch(model, processor, [im for _, im in good], gen)
-            rows += [{"file_name": str(p.relative_to(folder)), "caption": c} for (p, _), c in zip(good, caps)]
-    _write_rows(out_path, rows)
+            done.update({p: ("caption", c) for (p, _), c in zip(good, caps)})
+        results += [done[p] for p in batch]
+    results = _gathered_in_order(results)
+    rows = [{"file_name": str(p.relative_to(folder)), "caption": text}
+            for p, (kind, text) in zip(files, results) if kind == "caption"]
+    errors = [{"file_name": str(p.relative_to(folder)), "error": text}
+              for p, (kind, text) in zip(files, results) if kind == "error"]
+    if rank == 0:
+        _write_rows(out_path, rows)
+    if world > 1:
+        torch.distributed.barrier()  # the file exists when any rank returns
     return {"out_path": str(out_path), "n_captioned": len(rows), "errors": errors}
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gathered_in_order(mine: list) -> list:
+    """Each rank's results for items rank, rank + world, ...: all of them, in item order (one process: `mine`)."""
+    rank, world = _rank_and_world()
+    if world == 1:
+        return mine
+    shares: list = [None] * world
+    torch.distributed.all_gather_object(shares, mine)
+    out: list = [None] * sum(len(s) for s in shares)
+    for r, share in enumerate(shares):
+        out[r::world] = share
+    return out
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:

@@ -1,5 +1,8 @@
 """Take work out of the training loop: images decoded and resized once into a uint8 memmap (normalised later,
-on the device), and frozen-vision image embeddings computed once per image."""
+on the device), and frozen-vision image embeddings computed once per image.
+
+Over 300 lines on purpose: both caches, and how DDP processes share them (built once by rank 0), are one concern.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -15,6 +18,7 @@ from tqdm.auto import tqdm
 from ..model.collate import CaptionPairs
 from ..schema import undecoded
 from ..data.images import to_rgb
+from .distributed import is_main_process, launched, main_process_first
 
 CACHE_DIR = "cache"  # inside the run dir, unless TrainConfig.cache_dir names a (shareable) folder
 CACHE_VERSION = 1  # bump when the cached bytes would change for the same key
@@ -260,6 +264,24 @@ class _LazyColumn:
         return self.split[int(i)]["image"]
 
 
+def train_embeddings(cfg, model, image_processor, split, pixels: PixelCache | None) -> EmbeddingCache:
+    """The frozen vision tower's output for each train image. Under DDP rank 0 computes them into a file in the
+    run dir and the other ranks map that file (no rank holds a private copy)."""
+    from ..model.modeling import default_device
+    from ..model.precision import compute_dtype
+
+    t = cfg.train
+    path = Path(cfg.run_dir) / CACHE_DIR / "embeddings-train.npy"
+    with main_process_first():
+        if not is_main_process():
+            return EmbeddingCache(path=path, dtype=compute_dtype(t.precision, torch.device(default_device())))
+        model.to(default_device())
+        images, names = image_sources(split)
+        return compute_embeddings(model, image_processor, images, names, precision=t.precision,
+                                  batch_size=t.eval_batch_size, pixels=pixels, path=path,
+                                  **({"max_memory_bytes": 0} if launched() else {}))
+
+
 def training_datasets(cfg, model, processor, ds, evaluating: bool) -> tuple:
     """build_trainer's train and validation datasets, through the caches `cfg.train` switches on."""
     from ..data import split_hashes
@@ -277,15 +299,10 @@ def training_datasets(cfg, model, processor, ds, evaluating: bool) -> tuple:
         for s in ("train", "validation") if evaluating else ("train",):
             images, names = image_sources(ds[s])
             key = pixel_key(cfg.data.source, s, hashes[s], ip)
-            pixels[s] = build_pixel_cache(images, names, key, cache_dir, workers=t.dataloader_workers)
+            with main_process_first():  # under DDP rank 0 builds it, the others reuse the finished file
+                pixels[s] = build_pixel_cache(images, names, key, cache_dir, workers=t.dataloader_workers)
     if t.cache_embeddings:
-        from ..model.modeling import default_device
-
-        model.to(default_device())
-        images, names = image_sources(ds["train"])
-        embeddings = compute_embeddings(model, ip, images, names, precision=t.precision,
-                                        batch_size=t.eval_batch_size, pixels=pixels.get("train"),
-                                        path=Path(cfg.run_dir) / CACHE_DIR / "embeddings-train.npy")
+        embeddings = train_embeddings(cfg, model, ip, ds["train"], pixels.get("train"))
         train = CachedCaptionPairs(ds["train"], grouped=grouped, embeddings=embeddings)
     else:
         train = CachedCaptionPairs(ds["train"], grouped=grouped, pixels=pixels["train"])

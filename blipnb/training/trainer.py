@@ -9,9 +9,14 @@ from transformers import Trainer, TrainingArguments
 
 from .. import runs
 from ..model.collate import CaptionCollator
+from ..model.modeling import count_parameters
 from ..config import Config
+from ..errors import ParameterError
 from ..model.precision import resolve
 from ..schema import BLEU, CIDER
+from .guard import all_finite, diverged, is_finite_number
+from .lora import apply_lora, is_lora, merge_lora
+from .distributed import ddp_backend, forward_inside_ddp, is_main_process, token_share
 from .validation import caption_and_score
 
 BEST_METRIC = "eval_cider"  # checkpoints are chosen on validation CIDEr, never on test
@@ -32,8 +37,10 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         bf16=precision == "bf16", fp16=precision == "fp16", tf32=torch.cuda.is_available() or None,
         logging_steps=t.logging_steps, logging_first_step=True,
         eval_strategy=t.eval_strategy, eval_steps=t.eval_steps,
-        save_strategy=t.eval_strategy if evaluating else "no", save_steps=t.eval_steps,
-        save_total_limit=t.save_total_limit, save_only_model=True,
+        # Full checkpoints (optimizer, scheduler, RNG states), so resume_from_checkpoint continues exactly;
+        # without validation a checkpoint still lands every epoch, so a killed run can resume.
+        save_strategy=t.eval_strategy if evaluating else "epoch", save_steps=t.eval_steps,
+        save_total_limit=t.save_total_limit, save_only_model=False,
         load_best_model_at_end=evaluating, metric_for_best_model=BEST_METRIC if evaluating else None,
         greater_is_better=True,
         seed=t.seed, data_seed=t.seed,
@@ -42,6 +49,8 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         label_names=["labels"],
         torch_compile=t.compile,
         report_to="none",  # TensorBoard is attached explicitly so it logs into the run dir
+        # Under torchrun or accelerate launch: gloo between CPU processes; every parameter takes part in the loss.
+        ddp_backend=ddp_backend(), use_cpu=ddp_backend() == "gloo", ddp_find_unused_parameters=False,
     )
 
 
@@ -85,8 +94,32 @@ class CaptionTrainer(Trainer):
             inputs["pixel_values"] = normalize_pixels(inputs.pop("pixel_uint8"), ip)
         return inputs
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not all_finite(loss):  # every rank agrees, so all stop together
+            raise diverged("loss", loss, self.state.global_step + 1, self.args, self._last_checkpoint())
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        # Under fp16 an infinite norm is the loss scaler's business: it skips the step and lowers its scale.
+        if grad_norm is not None and not self.args.fp16 and not is_finite_number(grad_norm):
+            raise diverged("gradient norm", grad_norm, self.state.global_step + 1, self.args,
+                           self._last_checkpoint())
+        return grad_norm
+
+    def _last_checkpoint(self) -> str | None:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        out = Path(self.args.output_dir)
+        return get_last_checkpoint(str(out)) if out.is_dir() else None
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss = forward_loss(model, inputs)
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            # Through DDP's forward, so it syncs the gradients; each rank's mean weighted by its tokens
+            loss = forward_inside_ddp(model, forward_loss, inputs) * token_share(inputs["labels"])
+        else:
+            loss = forward_loss(model, inputs)
         return (loss, None) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -107,19 +140,22 @@ class CaptionTrainer(Trainer):
         return output
 
 
-def build_trainer(cfg: Config, model, processor, ds) -> CaptionTrainer:
-    """A CaptionTrainer over the train pairs, with validation loss and validation CIDEr/BLEU-4 per evaluation."""
+def build_trainer(cfg: Config, model, processor, ds, callbacks=()) -> CaptionTrainer:
+    """A CaptionTrainer over the train pairs, with validation loss and validation CIDEr/BLEU-4 per evaluation;
+    `callbacks` are extra TrainerCallbacks."""
     from transformers.integrations import TensorBoardCallback
 
     from .cache import training_datasets
 
     collator = CaptionCollator(processor, max_txt_len=cfg.train.max_txt_len, prompt=cfg.generation.prompt)
-    callbacks = []
-    if cfg.train.report_to == "tensorboard":
+    callbacks = list(callbacks)
+    if cfg.train.report_to == "tensorboard" and is_main_process():
         from torch.utils.tensorboard import SummaryWriter
 
         callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(Path(cfg.run_dir) / runs.LOGS_DIR))))
     evaluating = cfg.train.eval_strategy != "no"
+    if cfg.train.finetune_method == "lora":
+        model = apply_lora(model, cfg.train)  # in place; the Trainer gets peft's wrapper (see training.lora)
     train_dataset, eval_dataset = training_datasets(cfg, model, processor, ds, evaluating)
     if cfg.train.compile and cfg.train.shared_vision and not cfg.train.cache_embeddings:
         # forward_loss calls the vision tower directly, past the Trainer's compiled forward: compile it
@@ -133,22 +169,58 @@ def build_trainer(cfg: Config, model, processor, ds) -> CaptionTrainer:
     )
 
 
-def train_model(cfg: Config, model, processor, ds) -> dict:
-    """Train, then export model + processor + resolved config + log history into the run dir; returns results."""
-    run = runs.RunDir(cfg.run_dir).ensure()
-    runs.write_json(run / runs.CONFIG, cfg.to_dict())
-    trainer = build_trainer(cfg, model, processor, ds)
+def resume_checkpoint(cfg: Config) -> str | None:
+    """The checkpoint folder cfg.train.resume_from_checkpoint names: 'auto' is the run's latest (None if it has
+    none), a path must be a checkpoint folder, False is None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    wanted = cfg.train.resume_from_checkpoint
+    if wanted is False:
+        return None
+    if wanted == "auto":
+        folder = Path(cfg.run_dir) / runs.CHECKPOINTS_DIR
+        return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    path = Path(wanted)
+    if not (path / "trainer_state.json").is_file():
+        raise ParameterError(f"parameter 'resume_from_checkpoint': {str(path)!r} is not a checkpoint folder (it has "
+                             f"no trainer_state.json); use 'auto' for the run's latest checkpoint")
+    return str(path)
+
+
+def train_model(cfg: Config, model, processor, ds, callbacks=()) -> dict:
+    """Train (resuming as cfg.train.resume_from_checkpoint says), then export model + processor + resolved config
+    + log history into the run dir; returns results. `callbacks` are extra TrainerCallbacks."""
+    run = runs.RunDir(cfg.run_dir)
+    resume = resume_checkpoint(cfg)
+    if is_main_process():  # under DDP (torchrun, accelerate launch) only rank 0 writes the run directory
+        run.ensure()
+        runs.write_json(run / runs.CONFIG, cfg.to_dict())
+    trainer = build_trainer(cfg, model, processor, ds, callbacks=callbacks)
+    resumed_step = None
+    if resume:
+        resumed_step = runs.read_json(Path(resume) / "trainer_state.json")["global_step"]
+        print(f"resuming from {resume} at step {resumed_step}: optimizer, scheduler and RNG states restored")
+    elif cfg.train.resume_from_checkpoint == "auto":
+        print("resume_from_checkpoint='auto': no checkpoint in the run directory, starting at step 0")
+    parameters = count_parameters(trainer.model)  # with lora: the adapters' share of base + adapters
     start = time.time()
-    out = trainer.train()
+    out = trainer.train(resume_from_checkpoint=resume)
     wall = time.time() - start
-    trainer.save_model(str(run / runs.MODEL_DIR))
-    processor.save_pretrained(str(run / runs.MODEL_DIR))
-    runs.write_json(run / runs.LOG_HISTORY, trainer.state.log_history)
+    if is_lora(trainer.model):
+        trainer.save_model(str(run / runs.ADAPTER_DIR))  # the adapter alone (peft's save_pretrained)
+        trainer.model = merge_lora(trainer.model)  # the caller's model, now plain: the export loads anywhere
+    trainer.save_model(str(run / runs.MODEL_DIR))  # by rank 0 only, under DDP
+    if is_main_process():
+        processor.save_pretrained(str(run / runs.MODEL_DIR))
+        runs.write_json(run / runs.LOG_HISTORY, trainer.state.log_history)
     results = {
         "train_loss": out.training_loss, "global_step": out.global_step, "train_seconds": round(wall, 1),
         "train_pairs": trainer.train_dataset.num_pairs, "epochs": cfg.train.epochs,
         "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
         "best_metric_name": BEST_METRIC if cfg.train.eval_strategy != "no" else None,
+        "resumed_from": resume, "resumed_step": resumed_step,
+        "trainable_parameters": parameters["trainable"], "trainable_share": parameters["trainable_share"],
     }
-    runs.write_json(run / runs.TRAIN_RESULTS, results)
+    if is_main_process():
+        runs.write_json(run / runs.TRAIN_RESULTS, results)
     return results

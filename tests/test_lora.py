@@ -258,3 +258,22 @@ def test_lora_resume_from_an_adapter_checkpoint_equals_the_uninterrupted_run(tmp
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
     start = load_file(str(runs.RunDir(base[2]["model_id"]) / "model.safetensors"))
     assert any(not torch.equal(a[k], start[k]) for k in a if k in start)  # the runs did train
+
+
+def test_lora_adapter_init_is_seeded_and_leaves_the_callers_rng_alone(tmp_path, base):
+    cfg = lora_cfg(tmp_path, base)
+
+    def init(train_cfg, draw_before: int):
+        model, _ = fresh(cfg, base)
+        torch.rand(draw_before)  # whatever ran before in the kernel
+        torch.manual_seed(123)
+        pm = apply_lora(model, train_cfg)
+        return adapter_weights(pm), torch.rand(3)
+
+    a, after_a = init(cfg.train, 1)
+    b, after_b = init(cfg.train, 1000)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    torch.manual_seed(123)
+    assert torch.equal(after_a, torch.rand(3)) and torch.equal(after_b, after_a)  # the caller's stream goes on
+    other, _ = init(dataclasses.replace(cfg.train, seed=cfg.train.seed + 1), 1)
+    assert any(not torch.equal(a[k], other[k]) for k in a if "lora_A" in k)

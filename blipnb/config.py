@@ -370,13 +370,18 @@ def check_known(params: dict, where: str = "", fields_of: type | None = None) ->
     unknown = sorted(k for k in params if k not in known)
     if not unknown:
         return
-    hints = []
-    for k in unknown:
-        close = difflib.get_close_matches(k, known, n=1)
-        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     origin = f" in {where}" if where else ""
-    raise ParameterError(f"unknown parameter(s){origin}: {', '.join(hints)}. "
+    raise ParameterError(f"unknown parameter(s){origin}: {did_you_mean(unknown, known)}. "
                          f"Known parameters: {', '.join(sorted(known))}")
+
+
+def did_you_mean(names, known) -> str:
+    """`'lerning_rate' (did you mean 'learning_rate'?), ...`: each name with the closest known one, if any."""
+    hints = []
+    for name in names:
+        close = difflib.get_close_matches(name, known, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return ", ".join(hints)
 
 
 def build_config(params: dict | None = None, base: Config | None = None) -> Config:

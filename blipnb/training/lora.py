@@ -17,13 +17,12 @@ resume_from_checkpoint load adapters back; merge_and_unload then leaves the call
 """
 from __future__ import annotations
 
-import difflib
 import warnings
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from ..config import TrainConfig
+from ..config import TrainConfig, did_you_mean
 from ..errors import ParameterError
 
 
@@ -47,11 +46,8 @@ def check_lora_targets(model: torch.nn.Module, targets: list[str]) -> None:
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if not missing:
         return
-    hints = []
-    for t in missing:
-        close = difflib.get_close_matches(t, known, n=1)
-        hints.append(f"{t!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise ParameterError(f"parameter 'lora_targets' names no layer of {type(model).__name__}: {', '.join(hints)}. "
+    raise ParameterError(f"parameter 'lora_targets' names no layer of {type(model).__name__}: "
+                         f"{did_you_mean(missing, known)}. "
                          f"Layers LoRA can adapt here: {', '.join(known)}")
 
 

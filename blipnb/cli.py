@@ -9,7 +9,7 @@ from pathlib import Path
 from . import runs
 from .config import GenerationConfig
 from .errors import ParameterError
-from .presets import read_params
+from .presets import add_parameter_arguments, read_params
 from .train import add_arguments as add_train_arguments
 from .train import train
 
@@ -109,8 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blipnb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     ra = sub.add_parser("run-all", help="execute notebooks 01-05 headless for one run directory")
-    ra.add_argument("-f", "--parameters-file", action="append", default=[], help="papermill YAML parameters")
-    ra.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    add_parameter_arguments(ra)
     ra.add_argument("--out", required=True, help="the run directory (executed notebooks go in its notebooks/)")
     ra.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run just these notebooks, in order")
     ra.add_argument("--notebooks", type=Path, default=None, help="folder holding the notebooks")

@@ -32,3 +32,9 @@ def read_params(files: list[str] | tuple = (), overrides: list[tuple[str, str]] 
 def load_preset(path: str | Path, **overrides) -> Config:
     """Build a Config from a papermill parameters file (e.g. notebooks/params/sample.yaml) plus overrides."""
     return build_config({**read_params([str(path)]), **overrides})
+
+
+def add_parameter_arguments(parser) -> None:
+    """The -f FILE and -p NAME VALUE options shared by `blipnb run-all` and `blipnb train` (see read_params)."""
+    parser.add_argument("-f", "--parameters-file", action="append", default=[], help="papermill YAML parameters")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import runs
 from .config import build_config, check_known
 from .errors import USER_ERRORS
-from .presets import read_params
+from .presets import add_parameter_arguments, read_params
 
 PROG = "blipnb train"
 
@@ -29,8 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-f", "--parameters-file", action="append", default=[], help="papermill YAML parameters")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    add_parameter_arguments(parser)
 
 
 def sagemaker_hyperparameters(env: dict) -> dict:

@@ -67,6 +67,29 @@ def run_all(params: dict, out: Path, notebook_dir: Path, only: list[str] | None 
     return 0
 
 
+def run_seeds(params: dict, out: Path, notebook_dir: Path, only: list[str] | None, seeds_text: str) -> int:
+    """The suite once per training seed into sibling run directories, then the across-seed table and plot."""
+    from .evaluation.seeds import comparison_dir, compare_seeds, parse_seeds, seed_run_dirs, write_comparison
+    from .notebook.viz import plot_seed_spread
+
+    if "seed" in params:
+        raise SystemExit("blipnb run-all: pass the seeds with --seeds, not -p seed")
+    try:
+        dirs = seed_run_dirs(out, parse_seeds(seeds_text))
+    except ParameterError as e:
+        raise SystemExit(f"blipnb run-all: {e}") from None
+    for seed, run_dir in dirs.items():
+        print(f"=== seed {seed} -> {run_dir}", flush=True)
+        if run_all({**params, "seed": seed}, run_dir, notebook_dir, only) != 0:
+            return 1
+    comparison = compare_seeds(dirs)
+    folder = comparison_dir(out)
+    paths = write_comparison(comparison, folder)
+    plot_seed_spread(comparison).savefig(folder / "seeds.png", dpi=120, bbox_inches="tight")
+    print(f"\n== Across {len(dirs)} seeds\n{paths['table'].read_text()}\n{folder / 'seeds.png'}")
+    return 0
+
+
 def print_summary(out: Path, timings: dict) -> None:
     """Metrics table, where the files are, and how long each notebook took."""
     from .evaluation.report import format_report
@@ -114,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run just these notebooks, in order")
     ra.add_argument("--notebooks", type=Path, default=None, help="folder holding the notebooks")
     ra.add_argument("--prepare-only", action="store_true", help="inject parameters without executing (nbval)")
+    ra.add_argument("--seeds", default=None, help="train and evaluate once per seed (e.g. 0,1,2) into sibling run "
+                    "directories OUT-seedN, then compare them in OUT-seeds (mean ± sd next to each seed's CI)")
     tr = sub.add_parser("train", help="notebook 02's training from a shell (also under torchrun / accelerate "
                                       "launch): -f/-p as run-all, run_dir among them")
     add_train_arguments(tr)
@@ -141,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         params = read_params(args.parameters_file, args.parameter)
     except ParameterError as e:
         raise SystemExit(f"blipnb {args.command}: {e}") from None
+    if args.seeds is not None:
+        return run_seeds(params, Path(args.out), args.notebooks or default_notebook_dir(), args.only, args.seeds)
     return run_all(params, Path(args.out), args.notebooks or default_notebook_dir(), args.only, args.prepare_only)
 
 

@@ -429,3 +429,26 @@ def html_table(rows, max_rows: int = 50, digits: int = 3, index: str = ""):
     if not rows:
         return HTML("<p><i>(no rows)</i></p>")
     return HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}")
+
+
+def plot_seed_spread(comparison: dict) -> Figure:
+    """Each training seed's score with its bootstrap 95% CI, and the mean ± sd band across seeds, per metric."""
+    keys = list(comparison["metrics"])
+    fig = Figure(figsize=(max(6, 2.2 * len(keys)), 3.2), layout="constrained")
+    axes = fig.subplots(1, max(1, len(keys)), squeeze=False)[0]
+    for ax, key in zip(axes, keys):
+        m = comparison["metrics"][key]
+        seeds = list(m["seeds"])
+        values = [m["seeds"][s]["value"] for s in seeds]
+        err = np.array([[_err(v, m["seeds"][s], side) for v, s in zip(values, seeds)] for side in ("low", "high")])
+        ax.axhspan(m["mean"] - m["sd"], m["mean"] + m["sd"], color="tab:orange", alpha=0.2, lw=0)
+        ax.axhline(m["mean"], color="tab:orange", lw=1)
+        ax.errorbar(range(len(seeds)), values, yerr=err, fmt="o", capsize=4, color=MODEL_COLOURS["fine-tuned"])
+        ax.set_xticks(range(len(seeds)), [str(s) for s in seeds])
+        ax.set_xlim(-0.5, len(seeds) - 0.5)
+        ax.set(title=key.replace("_", "-"), xlabel="seed")
+    if not keys:
+        _note(axes[0], "no metric was scored for every seed")
+    fig.text(0.01, -0.02, "Whiskers: bootstrap 95% CI over test images (one trained model). "
+             "Band: mean ± sd across training seeds.", fontsize=8, va="top", color="0.3")
+    return fig

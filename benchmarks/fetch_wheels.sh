@@ -10,4 +10,10 @@ rm -rf .whl
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .whl "transformers==$version"
-ls -l .whl
+# benchmarks/serve_load.py there: `blipnb serve` needs LitServe and its stack (FastAPI, uvicorn, pyzmq, ...), which
+# the image lacks. ~11 MB, kept in .whl/serve/ so that run_gpu.sh's install of .whl/*.whl leaves them out.
+litserve=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('litserve'))")
+python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .whl/serve "litserve==$litserve"
+ls -l .whl .whl/serve

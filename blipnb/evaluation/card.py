@@ -5,7 +5,9 @@ from pathlib import Path
 
 from .. import runs
 from ..config import Config
-from .report import markdown_table, report_rows
+from ..schema import BLEU, CIDER, HUMAN_CEILING, METEOR
+from ..scoring.ceiling import CEILING_LABEL
+from .report import format_value, markdown_table, report_rows, table_notes
 from .run import BASELINE, FINETUNED
 
 _RECIPE = ("epochs", "learning_rate", "weight_decay", "lr_scheduler", "warmup_ratio", "batch_size",
@@ -44,9 +46,53 @@ def model_card(cfg: Config, metrics: dict, train_results: dict | None = None) ->
               "", "## Results", "",
               f"pycocoevalcap metrics on a 0–1 scale (sacreBLEU 0–100), tokenizer: {result['tokenizer']}. "
               "Brackets: 95% bootstrap CI over images; the difference is a paired bootstrap on the same images.",
-              "", *markdown_table(report_rows(metrics)), "", "## Known limitations", ""]
+              "", *markdown_table(report_rows(metrics)), ""]
+    lines += human_ceiling_lines(metrics)
+    lines += ["## Known limitations", ""]
     lines += [f"- {line}" for line in limitations(cfg, metrics)]
+    lines += ["", *deploy_lines()]
     return "\n".join(lines) + "\n"
+
+
+def human_ceiling_lines(metrics: dict) -> list[str]:
+    """The "Human ceiling" section: what the references-vs-each-other column means, and the table's notes."""
+    ceiling = metrics.get(HUMAN_CEILING)
+    if not ceiling:
+        return [f"- {note}" for note in table_notes(metrics)] + [""]
+    shown = ", ".join(f"{key} {format_value(key, ceiling['metrics'].get(key))}" for key in (BLEU[3], METEOR, CIDER))
+    return ["## Human ceiling", "",
+            f"How well the dataset's own captions agree: {shown} (the `{CEILING_LABEL}` column). A model may beat it "
+            "by reproducing the references' consensus phrasing; one far above it is usually copying references "
+            "(the sanity check flags that).", "",
+            *[f"- {note}" for note in table_notes(metrics)], ""]
+
+
+def deploy_lines() -> list[str]:
+    """The "Deploy" section: the folder runs as it is on Inference Endpoints, SageMaker and `blipnb serve`."""
+    from ..model import endpoint
+
+    ranges = ", ".join(f"{k} {lo}–{hi}" for k, (kind, lo, hi) in endpoint.PARAMETERS.items() if kind in (int, float))
+    call = ('{"inputs": "<base64 JPEG or PNG>", "parameters": {"num_beams": 3}}')
+    return [
+        "## Deploy", "",
+        f"This folder deploys as it is. `{runs.HANDLER}` and `{runs.SAGEMAKER_ENTRY}` are the same file "
+        "(blipnb/model/endpoint.py) and need only torch, transformers, Pillow and numpy "
+        f"(`{runs.REQUIREMENTS}`). A request carries the image itself, as bytes or base64; a URL is refused, "
+        "because the endpoint never fetches anything. Decoding defaults to the settings above "
+        f"(`{endpoint.DECODING_FILE}`); a request may set {', '.join(endpoint.PARAMETERS)} in `parameters` "
+        f"({ranges}). Bad input is answered with a one-sentence reason.", "",
+        "- **Hugging Face Inference Endpoints**: push this folder to a model repository and create an endpoint from "
+        f"it (task: Custom); it runs `EndpointHandler` from `{runs.HANDLER}` after installing `{runs.REQUIREMENTS}`. "
+        f"Send JSON `{call}`, or the image bytes with `Content-Type: image/jpeg`; the answer is "
+        '`[{"generated_text": "..."}]`.',
+        "- **SageMaker**: pack the folder's contents, `code/` included, as `tar -czf model.tar.gz -C model .`, upload "
+        "it to S3 and deploy it with the Hugging Face inference container (`HuggingFaceModel(model_data=...)`) or "
+        f"the PyTorch one; both install `code/{runs.REQUIREMENTS}` and call `model_fn`, `input_fn`, `predict_fn` and "
+        "`output_fn` from `code/inference.py`. Invoke with `ContentType` image/jpeg, image/png, application/x-image "
+        "or application/json (as above).",
+        "- **Your own machine**: `blipnb serve model --port 8000` (dynamic batching), then "
+        "`curl -X POST localhost:8000/predict -H 'Content-Type: image/jpeg' --data-binary @photo.jpg`.",
+    ]
 
 
 def recipe_lines(cfg: Config) -> list[str]:

@@ -17,18 +17,11 @@ from ..config import GenerationConfig
 from ..runs import check_caption_output
 from ..schema import undecoded
 from ..data.images import to_rgb
+from .endpoint import generate_captions
 from .modeling import eval_mode
 from .precision import autocast
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-
-def prompt_ids(processor, prompt: str, n: int, device) -> torch.Tensor | None:
-    """The prompt as generate's input_ids, or None; BLIP's generate swaps the first token for [DEC], drops [SEP]."""
-    if not prompt:
-        return None
-    ids = processor.tokenizer(prompt, return_tensors="pt").input_ids
-    return ids.repeat(n, 1).to(device)
 
 
 @torch.no_grad()
@@ -38,13 +31,9 @@ def caption_batch(model, processor, images: Sequence, gen: GenerationConfig, nam
     device = next(model.parameters()).device
     pil = [to_rgb(im, names[i] if names else None) for i, im in enumerate(images)]
     pixel_values = processor.image_processor(pil, return_tensors="pt")["pixel_values"].to(device)
-    input_ids = prompt_ids(processor, gen.prompt, len(pil), device)
-    with autocast(device):
-        out = model.generate(pixel_values=pixel_values, input_ids=input_ids,
-                             num_return_sequences=num_return_sequences, **gen.generate_kwargs())
-    if input_ids is not None:
-        out = out[:, input_ids.shape[1] - 1:]  # the prompt tokens ([DEC] + prompt) are not part of the caption
-    return [t.strip() for t in processor.tokenizer.batch_decode(out, skip_special_tokens=True)]
+    with autocast(device):  # the same generate call as a deployed endpoint's (blipnb.model.endpoint)
+        return generate_captions(model, processor, pixel_values, gen.prompt, gen.generate_kwargs(),
+                                 num_return_sequences)
 
 
 def caption_images(model, processor, images: Iterable, gen: GenerationConfig, names: Sequence[str] | None = None,
@@ -93,8 +82,9 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def caption_folder(folder: str | Path, model, processor, gen: GenerationConfig, out_path: str | Path,
-                   progress: bool = True) -> dict:
-    """Caption every image under `folder` into CSV or JSONL (by `out_path`'s suffix); unreadable files are listed."""
+                   progress: bool = True, max_pixels: int | None = None) -> dict:
+    """Caption every image under `folder` into CSV or JSONL (by `out_path`'s suffix); unreadable files and files
+    over `max_pixels` (DataConfig.max_image_pixels, from the header) are listed."""
     from ..errors import BadImageError
 
     folder, out_path = Path(folder), check_caption_output(out_path, "out_path")
@@ -108,7 +98,7 @@ def caption_folder(folder: str | Path, model, processor, gen: GenerationConfig, 
         good, done = [], {}
         for p in batch:
             try:
-                good.append((p, to_rgb(p, str(p))))
+                good.append((p, to_rgb(p, str(p), max_pixels)))
             except BadImageError as e:
                 done[p] = ("error", str(e))
         if good:

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from . import runs
-from .config import GenerationConfig
-from .errors import ParameterError
+from .config import Config, GenerationConfig, build_config
+from .errors import USER_ERRORS, ModelUnavailable, ParameterError
 from .presets import add_parameter_arguments, read_params
 from .train import add_arguments as add_train_arguments
 from .train import train
@@ -40,11 +40,11 @@ def run_all(params: dict, out: Path, notebook_dir: Path, only: list[str] | None 
 
     out = out.resolve()
     params = {**params, "run_dir": str(out)}
+    try:
+        _, declared = check_run_all(params, out, notebook_dir, only)
+    except USER_ERRORS as e:
+        raise SystemExit(f"blipnb run-all: {e}") from None
     (out / runs.NOTEBOOKS_DIR).mkdir(parents=True, exist_ok=True)
-    declared = {name: notebook_parameters(notebook_dir / f"{name}.ipynb") for name in only or NOTEBOOKS}
-    unused = sorted(set(params) - set().union(*declared.values()))
-    if unused:
-        raise SystemExit(f"parameter(s) {unused} are not parameters of any notebook run here ({', '.join(declared)})")
     timings = {}
     for name in only or NOTEBOOKS:
         src = notebook_dir / f"{name}.ipynb"
@@ -67,6 +67,30 @@ def run_all(params: dict, out: Path, notebook_dir: Path, only: list[str] | None 
     return 0
 
 
+def check_run_all(params: dict, out: Path, notebook_dir: Path, only: list[str] | None = None
+                  ) -> tuple[Config, dict[str, set[str]]]:
+    """Everything run-all can check before it runs a notebook: returns (the config, each notebook's declared names).
+
+    Every parameter must be one some notebook of the suite declares (else it would have no effect); with --only,
+    those only other notebooks declare are ignored, so a preset written for the whole suite works. The full config
+    is built and validated (types, ranges, combinations). Then the run directory: when 01 or 02 run, it must not
+    hold a run of another config unless overwrite is set, which clears that run first (runs.prepare_run_dir).
+    """
+    selected = list(only or NOTEBOOKS)
+    declared = {name: notebook_parameters(notebook_dir / f"{name}.ipynb") for name in NOTEBOOKS}
+    unused = sorted(set(params) - set().union(*declared.values()))
+    if unused:
+        raise ParameterError(f"parameter(s) {unused} are not parameters of any notebook, so they would change nothing")
+    elsewhere = sorted(set(params) - set().union(*(declared[name] for name in selected)))
+    if elsewhere:
+        print(f"not used by {', '.join(selected)} (other notebooks' parameters): {', '.join(elsewhere)}", flush=True)
+    cfg = build_config(params)
+    starts = [name for name in selected if name in NOTEBOOKS[:2]]  # 01 and 02 write what the run is made of
+    if starts:
+        runs.prepare_run_dir(cfg, keys=set().union(*(declared[name] for name in starts)), keep=())
+    return cfg, declared
+
+
 def run_seeds(params: dict, out: Path, notebook_dir: Path, only: list[str] | None, seeds_text: str) -> int:
     """The suite once per training seed into sibling run directories, then the across-seed table and plot."""
     from .evaluation.seeds import comparison_dir, compare_seeds, parse_seeds, seed_run_dirs, write_comparison
@@ -78,6 +102,12 @@ def run_seeds(params: dict, out: Path, notebook_dir: Path, only: list[str] | Non
         dirs = seed_run_dirs(out, parse_seeds(seeds_text))
     except ParameterError as e:
         raise SystemExit(f"blipnb run-all: {e}") from None
+    for seed, run_dir in dirs.items():  # every seed's directory is checked before the first seed trains
+        try:
+            check_run_all({**params, "seed": seed, "run_dir": str(run_dir.resolve())}, run_dir.resolve(),
+                          notebook_dir, only)
+        except USER_ERRORS as e:
+            raise SystemExit(f"blipnb run-all: seed {seed}: {e}") from None
     for seed, run_dir in dirs.items():
         print(f"=== seed {seed} -> {run_dir}", flush=True)
         if run_all({**params, "seed": seed}, run_dir, notebook_dir, only) != 0:
@@ -109,22 +139,65 @@ def print_summary(out: Path, timings: dict) -> None:
 
 def caption(args) -> int:
     """Caption every image in a folder with a model dir into CSV/JSONL; under torchrun each process captions its
-    share of the images and rank 0 writes the file."""
-    from .model.generation import caption_folder
+    share of the images and rank 0 writes the file. Unreadable files are listed in <out>.skipped.jsonl.
+
+    The folder, the output suffix and the model folder are checked before the model loads; a folder without
+    images is a warning and exit code 1.
+    """
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise ParameterError(f"{'not a folder' if folder.exists() else 'no such folder'}: {str(folder)!r}")
+    out = runs.check_caption_output(args.out, "--out")
+    check_model_argument(args.model)
+    gen = GenerationConfig().with_overrides(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+                                            prompt=args.prompt)
+    from .model.generation import IMAGE_SUFFIXES, caption_folder, list_images
+
+    total = len(list_images(folder))
+    if not total:
+        print(f"blipnb caption: warning: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}: nothing "
+              f"captioned, {out} not written", file=sys.stderr)
+        return 1
     from .model.modeling import load_model
     from .training.distributed import finish, is_main_process, launched, process_state
 
-    model, processor = load_model(args.model, device=process_state().device if launched() else None)
-    gen = GenerationConfig().with_overrides(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-                                            prompt=args.prompt)
-    report = caption_folder(args.folder, model, processor, gen, args.out)
+    try:
+        model, processor = load_model(args.model, device=process_state().device if launched() else None)
+    except (OSError, ValueError) as e:  # e.g. huggingface_hub's HFValidationError for a malformed id
+        raise ModelUnavailable(f"could not load --model {args.model!r}: {str(e).splitlines()[0]}") from None
+    report = caption_folder(folder, model, processor, gen, out)
     finish()
     if not is_main_process():
         return 0
-    print(f"captioned {report['n_captioned']} images into {report['out_path']}")
-    for err in report["errors"]:
+    skipped_file = out.with_name(out.name + ".skipped.jsonl")
+    if report["errors"]:
+        runs.write_jsonl(skipped_file, [{"file_name": e["file_name"], "reason": e["error"]} for e in report["errors"]])
+    else:
+        skipped_file.unlink(missing_ok=True)  # a previous run's list would contradict this output
+    print(f"captioned {report['n_captioned']} of {total} images into {report['out_path']}"
+          + (f"; {len(report['errors'])} unreadable, listed in {skipped_file}" if report["errors"] else ""))
+    for err in report["errors"][:10]:
         print(f"  skipped {err['file_name']}: {err['error']}", file=sys.stderr)
-    return 0
+    return 0 if report["n_captioned"] else 1
+
+
+def check_model_argument(model: str) -> None:
+    """A ParameterError, before anything loads, if `model` names a local folder that is not a saved model; a name
+    that is no local path is left to load_model as a hub id."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if runs.is_model_dir(path / runs.MODEL_DIR):  # a run directory (its config.json is blipnb's, not a model's)
+            raise ParameterError(f"--model {model!r} is a run directory: pass its model folder, "
+                                 f"{str(path / runs.MODEL_DIR)!r}")
+        if not runs.is_model_dir(path):
+            raise ParameterError(f"--model {model!r} is not a model folder (it has no config.json); pass a folder "
+                                 f"that save_pretrained wrote, such as a run directory's {runs.MODEL_DIR}/")
+        return
+    # A hub id is "name" or "owner/name"; anything else, or a name under an existing folder, is meant as a path.
+    parent = path.parent
+    if (model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
+            or (str(parent) != "." and parent.is_dir())):
+        raise ParameterError(f"--model {model!r}: no such folder (run 02_finetune, or `blipnb train`, to make one)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,10 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--num-beams", type=int, default=defaults.num_beams)
     cp.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     cp.add_argument("--prompt", default=defaults.prompt)
+    # Listed for --help only: main() hands `blipnb serve ...` to blipnb.serve, whose options need torch to build.
+    sub.add_parser("serve", help="caption images over HTTP with dynamic batching: blipnb serve MODEL_DIR --port P "
+                                 "(see blipnb serve --help)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from .serve import main as serve
+
+        return serve(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "train":
@@ -164,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "caption":
             return caption(args)
         params = read_params(args.parameters_file, args.parameter)
-    except ParameterError as e:
+    except USER_ERRORS as e:
         raise SystemExit(f"blipnb {args.command}: {e}") from None
     if args.seeds is not None:
         return run_seeds(params, Path(args.out), args.notebooks or default_notebook_dir(), args.only, args.seeds)

@@ -1,10 +1,25 @@
 """The errors a user sees: each names the parameter, file or model at fault and says what to do instead."""
 from __future__ import annotations
 
-# The one hint for running without the Hugging Face hub, shown by every offline failure.
-OFFLINE_PRESET = "notebooks/params/sample.yaml"
-OFFLINE_HINT = (f"There is no Hugging Face hub access from here: run on the built-in synthetic sample instead "
-                f"(papermill ... -f {OFFLINE_PRESET}, or blipnb run-all -f {OFFLINE_PRESET})")
+import os
+from pathlib import Path
+
+OFFLINE_PRESET = "notebooks/params/sample.yaml"  # the offline preset, inside the blipnb repository
+
+
+def offline_hint(cwd: str | os.PathLike | None = None) -> str:
+    """The one hint for running without the Hugging Face hub, shown by every offline failure. It names the sample
+    preset by a path that works from `cwd` (default: the current directory, e.g. notebooks/ in JupyterLab)."""
+    cwd = Path(cwd or os.getcwd())
+    repo_preset = Path(__file__).resolve().parents[1] / OFFLINE_PRESET  # an editable install or a checkout
+    for candidate in (cwd / OFFLINE_PRESET, cwd / "params" / "sample.yaml", repo_preset):
+        if candidate.is_file():
+            path = min(os.path.relpath(candidate.resolve(), cwd.resolve()), str(candidate.resolve()), key=len)
+            break
+    else:
+        path = f"<blipnb repository>/{OFFLINE_PRESET}"
+    return (f"There is no Hugging Face hub access from here: run on the built-in synthetic sample instead "
+            f"(papermill ... -f {path}, or blipnb run-all -f {path})")
 
 
 class ParameterError(ValueError):
@@ -23,8 +38,20 @@ class BadImageError(ValueError):
     """An image that cannot be decoded; the message names the file or image id."""
 
 
+class BadDataError(ValueError):
+    """Bad rows or images in a data source, all listed at once by reason; `problems` holds them one by one."""
+
+    def __init__(self, message: str, problems: list | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class MissingRunFile(FileNotFoundError):
+    """A file a notebook needs is not in the run directory; the message says which notebook writes it."""
+
+
 # Shown in notebooks as one line instead of a traceback (see blipnb.notebook.setup).
-USER_ERRORS = (ParameterError, DataSourceUnavailable, ModelUnavailable, BadImageError)
+USER_ERRORS = (ParameterError, DataSourceUnavailable, ModelUnavailable, BadImageError, BadDataError, MissingRunFile)
 
 
 class TrainingDiverged(RuntimeError):

@@ -12,6 +12,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 
 
+@pytest.fixture
+def isolated_caches(tmp_path, monkeypatch):
+    """load_dataset prepares local parquet into the HF cache; keep that and the sample cache inside tmp_path."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setenv("BLIPNB_CACHE", str(tmp_path / "blipnb_cache"))
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """One short training run on the sample, shared by every test that needs a trained model (about 15 s on 2

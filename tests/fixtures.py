@@ -12,6 +12,13 @@ from PIL import Image
 SPLIT_SIZES = {"train": 6, "validation": 2, "test": 2}
 
 
+def folder_cfg(root, **kw):
+    """A DataConfig for the folder source over `root`."""
+    from blipnb.config import DataConfig
+
+    return DataConfig(source="folder", data_dir=str(root), **kw)
+
+
 def blob_image(seed: int, size: int = 48, mode: str = "RGB") -> Image.Image:
     """A smooth random image: unrelated seeds give far-apart perceptual hashes, resizing keeps them close."""
     grid = np.random.default_rng(seed).integers(0, 256, (6, 6, 3), dtype=np.uint8)

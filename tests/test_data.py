@@ -10,6 +10,7 @@ from fixtures import (
     make_caption_rows_parquet,
     make_coco_json,
     make_flickr8k_parquet,
+    folder_cfg,
     make_folder,
     make_karpathy,
     make_karpathy_hub,
@@ -21,19 +22,11 @@ from blipnb.data import sample
 from blipnb.config import DataConfig
 from blipnb.data import check_disjoint, load_captions, split_hashes
 from blipnb.data.stats import caption_stats
-from blipnb.errors import DataSourceUnavailable
+from blipnb.errors import BadDataError, DataSourceUnavailable
 from blipnb.schema import CAPTIONS, IMAGE, IMAGE_ID, SPLITS
 
 
-@pytest.fixture(autouse=True)
-def _isolated_caches(tmp_path, monkeypatch):
-    # load_dataset prepares local parquet into the HF cache; keep that and the sample cache inside tmp_path.
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
-    monkeypatch.setenv("BLIPNB_CACHE", str(tmp_path / "blipnb_cache"))
-
-
-def folder_cfg(root, **kw) -> DataConfig:
-    return DataConfig(source="folder", data_dir=str(root), **kw)
+pytestmark = pytest.mark.usefixtures("isolated_caches")
 
 
 def ids(ds, split) -> list[str]:
@@ -101,7 +94,8 @@ def test_file_name_escaping_the_root_is_refused(tmp_path, name):
 def test_missing_file_error_names_file_and_row(tmp_path):
     root = make_folder(tmp_path / "f", n=5)
     os.remove(root / "images/img_003.png")
-    with pytest.raises(FileNotFoundError, match=r"1 of 5 .*images/img_003\.png \(metadata\.jsonl line 4\)"):
+    with pytest.raises(BadDataError, match=r"1 of 5 images(?s:.*)missing file \(1\): images/img_003\.png "
+                                           r"\(metadata\.jsonl line 4\)"):
         load_captions(folder_cfg(root))
 
 
@@ -110,7 +104,8 @@ def test_corrupt_images_are_listed_in_one_error(tmp_path):
     (root / "images/img_001.png").write_bytes(b"not an image at all")
     good = (root / "images/img_004.png").read_bytes()
     (root / "images/img_004.png").write_bytes(good[: len(good) // 2])  # truncated
-    with pytest.raises(ValueError, match=r"2 image file\(s\).*img_001\.png \(metadata\.jsonl line 2\).*img_004\.png"):
+    with pytest.raises(BadDataError, match=r"2 of 6 images(?s:.*)img_001\.png \(metadata\.jsonl line 2\)(?s:.*)"
+                                           r"img_004\.png"):
         load_captions(folder_cfg(root))
 
 
@@ -215,7 +210,7 @@ def test_coco_karpathy_missing_images_listed_with_root(tmp_path):
     coco_root, ann = make_karpathy(tmp_path)
     for f in sorted((coco_root / "val2014").iterdir())[:3]:
         f.unlink()
-    with pytest.raises(FileNotFoundError, match=rf"3 of 8 image file\(s\) not found under {coco_root}: val2014/"):
+    with pytest.raises(BadDataError, match=rf"under {coco_root}: .* 3 of 8 images:\n  missing file \(3\): val2014/"):
         load_captions(DataConfig(source="coco_karpathy", data_dir=str(coco_root), annotations=str(ann)))
 
 

@@ -56,7 +56,7 @@ def test_run_all_seeds_runs_each_seed_then_compares(tmp_path, monkeypatch):
 
     def fake_run_all(params, out, notebook_dir, only=None, prepare_only=False):
         calls.append((params["seed"], out))
-        out.mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)
         _write_metrics(out, CIDER_BY_SEED[params["seed"]], 0.5)
         return 0
 
@@ -70,3 +70,16 @@ def test_run_all_seeds_runs_each_seed_then_compares(tmp_path, monkeypatch):
     assert (folder / "seeds.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="--seeds, not -p seed"):
         cli.main(["run-all", "-p", "seed", "3", "--out", str(out), "--seeds", "0,1"])
+
+
+def test_run_all_seeds_checks_every_seed_dir_before_training(tmp_path, monkeypatch):
+    from blipnb.config import build_config
+
+    ran = []
+    monkeypatch.setattr(cli, "run_all", lambda params, out, *a, **k: ran.append(out) or 0)
+    taken = tmp_path / "sample-seed1"  # seed 1's directory already holds a run of another config
+    taken.mkdir()
+    runs.write_json(taken / runs.CONFIG, build_config({"run_dir": str(taken), "epochs": 7, "seed": 1}).to_dict())
+    with pytest.raises(SystemExit, match="seed 1: .*another config"):
+        cli.main(["run-all", "-p", "epochs", "1", "--out", str(tmp_path / "sample"), "--seeds", "0,1"])
+    assert ran == []  # seed 0 did not train only for seed 1 to be refused afterwards

@@ -1,46 +1,88 @@
 """The data layer's face: every source -> the canonical DatasetDict(train, validation, test), one row per image.
 
 Modules: `local` (an image folder, COCO JSON), `flickr8k`, `coco_karpathy`, `sample` (the synthetic set), `hub`
-(loading a hub dataset or its local copy), `records` (local files -> splits), `leaks`, `stats`, `images`.
+(loading a hub dataset or its local copy), `records` (local files -> splits), `problems` (bad data, one pass,
+on_bad_data), `leaks`, `stats`, `images`.
 """
 from __future__ import annotations
 
 import hashlib
+import os
+import warnings
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
+from .. import runs
 from ..schema import IMAGE_ID, SPLITS
+from .problems import BadData, DataWarning
 
 if TYPE_CHECKING:
-    from datasets import DatasetDict
+    from datasets import Dataset, DatasetDict
 
     from ..config import DataConfig
 
 
-def load_captions(cfg: DataConfig) -> DatasetDict:
-    """Load cfg.source as the canonical DatasetDict, cap its sizes, then guard against leaks across splits."""
-    return load_checked(cfg)[0]
+class Checked(NamedTuple):
+    """What load_checked returns."""
+
+    ds: DatasetDict
+    near_duplicate_pairs: list[dict]  # found before the near_duplicates policy was applied
+    bad_data: dict  # counts of what on_bad_data=skip left out and of merged duplicates (data_summary.json)
 
 
-def load_checked(cfg: DataConfig) -> tuple[DatasetDict, list[dict]]:
-    """load_captions, also returning the near-duplicate pairs found before the policy was applied."""
+def load_captions(cfg: DataConfig, run_dir: str | os.PathLike | None = None) -> DatasetDict:
+    """Load cfg.source as the canonical DatasetDict, cap its sizes, then guard against leaks across splits.
+
+    With on_bad_data='skip', what was left out is listed in run_dir/skipped.jsonl (when run_dir is given).
+    """
+    return load_checked(cfg, run_dir).ds
+
+
+def load_checked(cfg: DataConfig, run_dir: str | os.PathLike | None = None) -> Checked:
+    """load_captions, also returning the near-duplicate pairs found and the bad-data counts."""
     from . import leaks
 
-    ds = load_source(cfg)
+    bad = BadData(policy=cfg.on_bad_data)
+    ds = load_source(cfg, bad)
+    if not bad.images_total:  # a source without local checks (hub, sample): everything loaded was kept
+        bad.images_total = bad.images_kept = sum(len(ds[s]) for s in ds)
+    report = report_bad_data(bad, run_dir)
     ds = limit_samples(ds, cfg.max_train_samples, cfg.max_eval_samples)
     check_disjoint(ds)
     pairs = leaks.near_duplicates(ds)
-    return leaks.apply_near_duplicate_policy(ds, pairs, cfg.near_duplicates), pairs
+    return Checked(leaks.apply_near_duplicate_policy(ds, pairs, cfg.near_duplicates), pairs, report)
 
 
-def load_source(cfg: DataConfig) -> DatasetDict:
-    """The canonical DatasetDict of cfg.source, before size caps and leak checks."""
+def load_source(cfg: DataConfig, bad: BadData | None = None) -> DatasetDict:
+    """The canonical DatasetDict of cfg.source, before size caps and leak checks; local sources report their
+    problems to `bad` (a fail policy by default)."""
     from . import coco_karpathy, flickr8k, local, sample
 
-    loaders = {"sample": sample.load_sample, "folder": local.load_folder_source, "coco_json": local.load_coco_json,
-               "coco_karpathy": coco_karpathy.load_coco_karpathy, "flickr8k": flickr8k.load_flickr8k,
+    checked = {"folder": local.load_folder_source, "coco_json": local.load_coco_json,
+               "coco_karpathy": coco_karpathy.load_coco_karpathy}
+    if cfg.source in checked:
+        return checked[cfg.source](cfg, bad)
+    loaders = {"sample": sample.load_sample, "flickr8k": flickr8k.load_flickr8k,
                "flickr8k_rows": flickr8k.load_flickr8k_rows}
     return loaders[cfg.source](cfg)
+
+
+def report_bad_data(bad: BadData, run_dir: str | os.PathLike | None) -> dict:
+    """With on_bad_data='skip': write run_dir/skipped.jsonl and say 'skipped N of M images (reasons)'.
+
+    Returns the counts for data_summary.json; `skipped_file` is where the list went (None: nowhere).
+    """
+    counts = bad.counts()
+    counts["skipped_file"] = None
+    if bad.policy != "skip":
+        return counts
+    if run_dir is not None:
+        counts["skipped_file"] = str(runs.write_jsonl(runs.RunDir(run_dir) / runs.SKIPPED, bad.records()))
+    if bad.problems:
+        where = (f"listed in {counts['skipped_file']}" if counts["skipped_file"] else
+                 "not written to a file: no run directory was given (load_captions(cfg, run_dir=...))")
+        warnings.warn(f"on_bad_data='skip': {bad.summary_line()}; {where}", DataWarning, stacklevel=3)
+    return counts
 
 
 def limit_samples(ds: DatasetDict, max_train: int | None, max_eval: int | None) -> DatasetDict:
@@ -52,6 +94,17 @@ def limit_samples(ds: DatasetDict, max_train: int | None, max_eval: int | None) 
         cap = max_train if split == "train" else max_eval
         out[split] = ds[split] if cap is None or len(ds[split]) <= cap else ds[split].select(range(cap))
     return out
+
+
+def validation_subset(split: Dataset, n: int | None, seed: int) -> Dataset:
+    """A seeded random sample of n rows (in their split order), or the whole split when n is None or not smaller.
+
+    Training-time validation captions this subset: the first n rows would follow the source's file order."""
+    import random
+
+    if n is None or n >= len(split):
+        return split
+    return split.select(sorted(random.Random(seed).sample(range(len(split)), n)))
 
 
 def check_disjoint(ds: DatasetDict) -> dict:

@@ -8,16 +8,19 @@ from datasets import DatasetDict
 
 from .hub import load_hub
 from .local import read_json_object, split_name
+from . import problems as P
 from .records import Record, build_splits, check_images, clean_captions, resolve_inside
 
 KARPATHY_ID = "yerevann/coco-karpathy"  # captions and file paths only, no image bytes
 
 
-def load_coco_karpathy(cfg) -> DatasetDict:
+def load_coco_karpathy(cfg, bad: P.BadData | None = None) -> DatasetDict:
     """COCO with the Karpathy split: captions from cfg.annotations (dataset_coco.json) or the hub, images from data_dir."""
+    bad = bad if bad is not None else P.BadData()
     root = Path(cfg.data_dir)
     if cfg.annotations:
-        entries, origin = read_json_object(Path(cfg.annotations)).get("images"), Path(cfg.annotations).name
+        entries = read_json_object(Path(cfg.annotations), cfg.encoding).get("images")
+        origin = Path(cfg.annotations).name
         if not isinstance(entries, list):
             raise ValueError(f"{cfg.annotations}: a Karpathy dataset_coco.json needs a list 'images'")
     else:
@@ -28,11 +31,19 @@ def load_coco_karpathy(cfg) -> DatasetDict:
     records = []
     for k, e in enumerate(entries):
         where = f"{origin} images[{k}] (cocoid {e.get('cocoid')})"
-        path = resolve_inside(root, posixpath.join(e.get("filepath") or "", e.get("filename") or ""), where)
-        sentences = [s["raw"] if isinstance(s, dict) else s for s in e.get("sentences") or []]
-        records.append(Record(path, str(e["cocoid"]), clean_captions(sentences, where),
-                              split_name(e.get("split"), where), where))
-    check_images(records, root)
-    return build_splits(records, cfg.split_seed, cfg.val_fraction, cfg.test_fraction)
-
-
+        image_id = str(e["cocoid"])
+        try:
+            path = resolve_inside(root, posixpath.join(e.get("filepath") or "", e.get("filename") or ""), where)
+            split = split_name(e.get("split"), where)
+            sentences = [s["raw"] if isinstance(s, dict) else s for s in e.get("sentences") or []]
+            captions = clean_captions(sentences, where, bad, image_id, split)
+        except P.RowProblem as e:
+            bad.add_row(e, where, image=image_id, scope="image")
+            continue
+        record = Record(path, image_id, [], split, where)
+        record.add_captions(captions, where, bad)
+        records.append(record)
+    check_images(records, root, bad, cfg.max_image_pixels)
+    records = bad.settle(records, f"{origin} with images under {root}")
+    return build_splits(records, cfg.split_seed, cfg.val_fraction, cfg.test_fraction, bad,
+                        f"'split' field of {origin}")

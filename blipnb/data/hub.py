@@ -5,7 +5,7 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
-from ..errors import OFFLINE_HINT, DataSourceUnavailable
+from ..errors import DataSourceUnavailable, offline_hint
 
 
 def load_hub(hub_id: str) -> DatasetDict:
@@ -20,4 +20,4 @@ def load_hub(hub_id: str) -> DatasetDict:
     except Exception as e:
         raise DataSourceUnavailable(
             f"could not load dataset {hub_id!r} from the Hugging Face hub or the local cache "
-            f"({type(e).__name__}: {e}). {OFFLINE_HINT}") from e
+            f"({type(e).__name__}: {e}). {offline_hint()}") from e

@@ -10,7 +10,7 @@ from datasets import Dataset, DatasetDict
 from PIL import Image
 
 from ..schema import IMAGE, IMAGE_ID, SPLITS, undecoded
-from .images import open_image
+from .images import open_image, to_8bit  # to_8bit: 16-bit images would hash as white
 
 PROGRESS_FROM = 2000  # show a progress bar when hashing at least this many images
 
@@ -22,7 +22,7 @@ class NearDuplicateWarning(UserWarning):
 def dhash(image: Image.Image) -> int:
     """The 64-bit difference hash of an image: grayscale, 9x8, one bit per horizontally adjacent pixel pair."""
     image.draft("L", (64, 64))  # JPEG decodes at 1/2..1/8 scale: most of the cost of hashing a large photo
-    small = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
+    small = np.asarray(to_8bit(image).convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
     bits = (small[:, 1:] > small[:, :-1]).ravel()
     return int(np.packbits(bits).view(">u8")[0])
 

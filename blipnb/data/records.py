@@ -1,7 +1,11 @@
-"""Local image files with captions -> the canonical DatasetDict: path safety, image checks, image-level splits."""
+"""Local image files with captions -> the canonical DatasetDict: path safety, image checks, image-level splits.
+
+Problems are reported to a `problems.BadData` rather than raised one at a time, so a user sees them all at once.
+"""
 from __future__ import annotations
 
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,13 +13,15 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, DatasetDict, Features
 from datasets import Image as ImageFeature
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from ..errors import BadDataError, BadImageError
 from ..schema import CAPTIONS, IMAGE, IMAGE_ID, SPLITS
+from . import problems as P
+from .images import bombs_are_errors, check_pixels
 
-FULL_CHECK_LIMIT = 2000  # decode every image up front for sets up to this size ...
-HEADER_CHECK_LIMIT = 20000  # ... read only the headers up to this size; above it, only check the files exist
-SHOW = 10  # problems listed in one error message
+PROGRESS_FROM = 2000  # show a progress bar when checking at least this many images
+SHOW = 10  # items listed in one error message
 
 
 @dataclass
@@ -28,55 +34,66 @@ class Record:
     split: str | None  # one of SPLITS, or None for a seeded split by image
     where: str  # where it was declared, for error messages ("metadata.jsonl line 3")
     extra: dict = field(default_factory=dict)
+    seen: dict = field(default_factory=dict)  # caption -> where it was first given, to merge exact duplicates
+
+    def add_captions(self, captions: list[str], where: str, bad: P.BadData) -> None:
+        """Append captions; an exact repeat of one this image already has is merged and counted."""
+        for c in captions:
+            if c in self.seen:
+                bad.duplicates.append(f"{where} repeats {self.seen[c]} ({self.image_id}: {c!r})")
+                continue
+            self.seen[c] = where
+            self.captions.append(c)
 
 
 def resolve_inside(root: Path, name: str, where: str) -> Path:
-    """root/name resolved (symlinks too); ValueError naming the file and row if it escapes root."""
+    """root/name resolved (symlinks too); a RowProblem naming the file and row if it escapes root."""
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{where}: file_name is missing or empty")
+        raise P.RowProblem(P.NO_FILE_NAME, f"{where}: file_name is missing or empty")
     if os.path.isabs(name) or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise ValueError(f"{where}: file_name {name!r} is an absolute path; it must be relative to {root}")
+        raise P.RowProblem(P.ESCAPES, f"{where}: file_name {name!r} is an absolute path; it must be relative to "
+                                      f"{root}")
     base = root.resolve()
     path = (root / name).resolve()
     if not path.is_relative_to(base):
-        raise ValueError(f"{where}: file_name {name!r} resolves to {path}, outside the data directory {base}")
+        raise P.RowProblem(P.ESCAPES, f"{where}: file_name {name!r} resolves to {path}, outside the data "
+                                      f"directory {base}")
     return path
 
 
-def clean_captions(captions, where: str) -> list[str]:
-    """Stripped captions; ValueError naming the row if there are none or one is empty."""
+def clean_captions(captions, where: str, bad: P.BadData | None = None, image: str | None = None,
+                   split: str | None = None) -> list[str]:
+    """Whitespace-normalised captions; a RowProblem if there are none. An empty one is reported to `bad` (and
+    left out) when given, else raised."""
     if isinstance(captions, str):
         captions = [captions]
     if not isinstance(captions, (list, tuple)) or not captions:
-        raise ValueError(f"{where}: expected at least one caption, got {captions!r}")
+        raise P.RowProblem(P.NO_CAPTION, f"{where}: expected at least one caption, got {captions!r}")
     out = []
     for c in captions:
         if not isinstance(c, str) or not c.strip():
-            raise ValueError(f"{where}: empty or non-text caption {c!r}")
+            problem = P.RowProblem(P.EMPTY_CAPTION, f"{where}: empty or non-text caption {c!r}")
+            if bad is None:
+                raise problem
+            bad.add_row(problem, where, image=image, scope="caption", split=split)
+            continue
         out.append(" ".join(c.split()))
     return out
 
 
-def check_images(records: list[Record], root: Path) -> None:
-    """One error listing missing files, then one listing unreadable images (decoded, or headers for big sets)."""
-    missing = [r for r in records if not r.path.is_file()]
-    if missing:
-        listed = "; ".join(f"{_rel(r.path, root)} ({r.where})" for r in missing[:SHOW])
-        raise FileNotFoundError(f"{len(missing)} of {len(records)} image file(s) not found under {root}: {listed}"
-                                + (" ..." if len(missing) > SHOW else ""))
-    if len(records) > HEADER_CHECK_LIMIT:
-        return  # the leak guard decodes every image and names any that fail
+def check_images(records: list[Record], root: Path, bad: P.BadData, max_pixels: int | None = None) -> None:
+    """Report every missing, oversized or undecodable image to `bad`: each file is found, its header checked
+    against max_pixels, then decoded (JPEGs at reduced scale, still reading every byte)."""
     from tqdm.auto import tqdm
 
-    full = len(records) <= FULL_CHECK_LIMIT
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        errors = list(tqdm(pool.map(lambda r: _image_error(r.path, full), records), total=len(records),
-                           desc="checking images", disable=len(records) < FULL_CHECK_LIMIT))
-    bad = [(r, e) for r, e in zip(records, errors) if e]
-    if bad:
-        listed = "; ".join(f"{_rel(r.path, root)} ({r.where}): {e}" for r, e in bad[:SHOW])
-        raise ValueError(f"{len(bad)} image file(s) under {root} cannot be read as images: {listed}"
-                         + (" ..." if len(bad) > SHOW else ""))
+    # Warning filters are process-wide: set once here, around the threads, not inside each of them.
+    with bombs_are_errors(max_pixels), ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        errors = list(tqdm(pool.map(lambda r: _image_error(r.path, max_pixels), records), total=len(records),
+                           desc="checking images", disable=len(records) < PROGRESS_FROM))
+    for r, error in zip(records, errors):
+        if error:
+            reason, detail = error
+            bad.add(reason, r.where, detail, image=r.image_id, file=_rel(r.path, root), split=r.split)
 
 
 def assign_splits(ids: list[str], seed: int, val_fraction: float, test_fraction: float) -> dict[str, str]:
@@ -92,16 +109,27 @@ def assign_splits(ids: list[str], seed: int, val_fraction: float, test_fraction:
     return {ordered[i]: names[k] for k, i in enumerate(order)}
 
 
-def build_splits(records: list[Record], seed: int, val_fraction: float, test_fraction: float) -> DatasetDict:
-    """Records -> DatasetDict(train, validation, test), splitting by image where no split was given."""
+def build_splits(records: list[Record], seed: int, val_fraction: float, test_fraction: float,
+                 bad: P.BadData | None = None, split_column: str = "split") -> DatasetDict:
+    """Records -> DatasetDict(train, validation, test), splitting by image where no split was given.
+
+    A seeded split is drawn over every image named, skipped ones included (`bad`), so skipping an image never
+    moves another to a different split; the skipped ones get their split recorded. A split left empty is an
+    error naming `split_column` and the counts.
+    """
     given = [r for r in records if r.split is not None]
     if given and len(given) < len(records):
         lacking = [r.where for r in records if r.split is None]
         raise ValueError(f"{len(lacking)} image(s) have no split while others do: {', '.join(lacking[:SHOW])}")
+    skipped = [p for p in (bad.problems if bad else []) if p.image is not None]
     if not given:
-        split_of = assign_splits([r.image_id for r in records], seed, val_fraction, test_fraction)
+        ids = [r.image_id for r in records] + [p.image for p in skipped]
+        split_of = assign_splits(ids, seed, val_fraction, test_fraction)
         for r in records:
             r.split = split_of[r.image_id]
+        for p in skipped:
+            p.split = split_of[p.image]
+    _check_no_empty_split(records, bool(given), val_fraction, test_fraction, bad, split_column)
     extras = sorted({k for r in records for k in r.extra})
     columns = {IMAGE: [str(r.path) for r in records], IMAGE_ID: [r.image_id for r in records],
                CAPTIONS: [r.captions for r in records], **{k: [r.extra.get(k) for r in records] for k in extras}}
@@ -114,20 +142,48 @@ def build_splits(records: list[Record], seed: int, val_fraction: float, test_fra
     return out
 
 
+def _check_no_empty_split(records: list[Record], given: bool, val_fraction: float, test_fraction: float,
+                          bad: P.BadData | None, split_column: str) -> None:
+    sizes = Counter(r.split for r in records)
+    # A seeded split with a zero fraction is empty by request; a given split column must fill every split.
+    wanted = SPLITS if given else [s for s, f in zip(SPLITS, (1.0, val_fraction, test_fraction)) if f > 0]
+    empty = [s for s in wanted if not sizes[s]]
+    if not empty:
+        return
+    counts = ", ".join(f"{s} {sizes[s]}" for s in SPLITS)
+    skipped = f" after skipping {bad.images_skipped} bad image(s)" if bad and bad.images_skipped else ""
+    if given:
+        raise BadDataError(f"the {split_column} leaves {' and '.join(empty)} empty{skipped} ({counts} images): "
+                           f"every split needs at least one image. Assign some rows to {empty[0]}, or drop the "
+                           f"column for a seeded split by image (val_fraction, test_fraction).")
+    raise BadDataError(f"the seeded split leaves {' and '.join(empty)} empty{skipped} ({counts} images): there "
+                       "are too few usable images for val_fraction and test_fraction.")
+
+
 def _share(n: int, fraction: float) -> int:
     # At least one image in a requested split, so a tiny set still has something to validate and test on.
     return max(1, round(n * fraction)) if fraction > 0 and n >= 3 else round(n * fraction)
 
 
-def _image_error(path: Path, full: bool) -> str | None:
+def _image_error(path: Path, max_pixels: int | None) -> tuple[str, str] | None:
+    """(reason, detail) of what is wrong with the image file at path, or None."""
+    if not path.is_file():
+        return P.MISSING, ""
     try:
         with Image.open(path) as im:
-            if full:
-                im.draft(im.mode, (64, 64))  # a JPEG decodes at reduced scale but still reads every byte
-                im.load()
+            check_pixels(im, path.name, max_pixels)
+            im.draft(im.mode, (64, 64))  # a JPEG decodes at reduced scale but still reads every byte
+            im.load()
         return None
+    except BadImageError as e:
+        return P.TOO_LARGE, str(e).removeprefix(f"image {path.name} is ")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return P.BOMB, f"Pillow refuses it: {e}"
+    except UnidentifiedImageError:
+        return P.NOT_IMAGE, "Pillow cannot identify it as an image"
     except Exception as e:  # noqa: BLE001 - reported with the file name
-        return f"{type(e).__name__}: {e}"
+        text = f"{type(e).__name__}: {e}"
+        return (P.TRUNCATED if "truncated" in text or "broken data stream" in text else P.UNREADABLE), text
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -36,6 +36,21 @@ def caption_stats(ds: DatasetDict, max_images: int = 200, top_k: int = 20) -> di
     return stats
 
 
+def split_table(stats: dict, bad_data: dict | None = None) -> dict:
+    """01's split table: images and captions per image per split, and (on_bad_data=skip) the images skipped."""
+    per_image = stats["captions_per_image"]
+    skipped = (bad_data or {}).get("images_skipped_by_split") or {}
+    table = {}
+    for split, n in stats["sizes"].items():
+        table[split] = {"images": n, "captions per image: min": per_image[split]["min"],
+                        "mean": per_image[split]["mean"], "max": per_image[split]["max"]}
+        if bad_data and bad_data.get("on_bad_data") == "skip":
+            table[split]["skipped images"] = skipped.get(split, 0)
+    if skipped.get("unassigned"):  # rows too broken to say which image or split they were
+        table["unassigned"] = {"images": 0, "skipped images": skipped["unassigned"]}
+    return table
+
+
 def image_sizes(split: Dataset, max_images: int = 200) -> list[tuple[int, int]]:
     """(width, height) of up to max_images evenly spaced images, read from the file headers only."""
     n = len(split)

@@ -16,7 +16,7 @@ import numpy as np
 from .. import runs
 from ..schema import IMAGE_ID, words
 
-MADE_BY = "03_evaluate.ipynb"
+MADE_BY = "03_evaluate"
 ATTRIBUTES = "attributes"  # the sample source's extra column: a JSON string of the ground truth
 ATTRIBUTE_KEYS = ("count", "shape", "colour", "size", "position")
 # Function words that say nothing about what is in the image: skipped by word_usage and slice_scores.
@@ -33,7 +33,7 @@ STOP_WORDS = frozenset(_STOP_TEXT.split())
 def load_predictions(run) -> tuple[list[dict], list[dict] | None]:
     """(fine-tuned rows, baseline rows or None) from a run directory's prediction files."""
     run = run if isinstance(run, runs.RunDir) else runs.RunDir(run)
-    rows = runs.read_jsonl(run.require(runs.PREDICTIONS, MADE_BY))
+    rows = runs.read_jsonl(run.require(runs.PREDICTIONS, MADE_BY, "predictions of the fine-tuned model"))
     baseline = run / runs.BASELINE_PREDICTIONS
     return rows, (runs.read_jsonl(baseline) if baseline.exists() else None)
 

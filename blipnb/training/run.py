@@ -16,18 +16,21 @@ def train_run(cfg: Config, ds=None, model=None, processor=None) -> dict:
     `ds`, `model` and `processor` may come from the caller (02 shows them first); what is missing is built here.
     With num_processes > 1, outside a launcher, this starts torchrun on this machine and the processes build
     their own (the caller's model is not used). Under a launcher, rank 0 builds the shared files first, every rank
-    trains its shard, and only rank 0 writes the run directory.
+    trains its shard, and only rank 0 writes the run directory. A run directory that holds the run of another config
+    is refused unless cfg.overwrite (runs.prepare_run_dir; 02 calls it before it builds the model).
     """
     from ..data import load_captions
     from ..model.modeling import start_model
     from .provenance import provenance
     from .trainer import train_model
 
+    if is_main_process():  # a run directory holding another config's run is refused, or cleared with overwrite
+        runs.prepare_run_dir(cfg)
     if launches_torchrun(cfg):
         return launch(cfg, cfg.train.num_processes)
     if ds is None:
         with main_process_first():  # the sample (and any datasets cache) is written once
-            ds = load_captions(cfg.data)
+            ds = load_captions(cfg.data, run_dir=cfg.run_dir if is_main_process() else None)
     if model is None:
         with main_process_first():
             model, processor = start_model(_loading_base_model(cfg), ds)

@@ -5,6 +5,7 @@ across stages and the notebooks' parameters cells are rendered from these fields
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import types
@@ -20,7 +21,9 @@ __all__ = ["ParameterError", "Config", "build_config", "load_config", "check_kno
 
 SOURCES = ("sample", "folder", "coco_json", "flickr8k", "flickr8k_rows", "coco_karpathy")
 NEAR_DUPLICATE_ACTIONS = ("warn", "drop", "fail")
+BAD_DATA_ACTIONS = ("fail", "skip")
 FINETUNE_METHODS = ("full", "freeze_vision", "lora")
+BEST_METRICS = ("cider", "cider+bleu4")
 
 
 def param(default: Any, help: str) -> Any:  # noqa: A002 - the name Hugging Face's argument dataclasses use
@@ -45,6 +48,12 @@ class DataConfig:
     max_eval_samples: Optional[int] = param(None, "cap on validation and test images")
     near_duplicates: str = param("warn", "near-duplicate images across splits: warn (keep), drop (the held-out "
                                          "copy) or fail")
+    on_bad_data: str = param("fail", "unusable rows or images (missing, unreadable, too large, empty caption): fail "
+                                     "(list them all and stop) or skip (go on without them, listed in skipped.jsonl)")
+    max_image_pixels: Optional[int] = param(50_000_000, "largest image (width x height) accepted, read from its "
+                                                        "header before decoding (None: Pillow's own limit only)")
+    encoding: str = param("utf-8", "text encoding of metadata.csv/.jsonl and annotation files, e.g. latin-1, "
+                                   "cp1252")
     sample_train: int = param(2000, "sample source: train images")
     sample_validation: int = param(200, "sample source: validation images")
     sample_test: int = param(200, "sample source: test images")
@@ -56,6 +65,13 @@ class DataConfig:
     def __post_init__(self):
         _one_of("source", self.source, SOURCES)
         _one_of("near_duplicates", self.near_duplicates, NEAR_DUPLICATE_ACTIONS)
+        _one_of("on_bad_data", self.on_bad_data, BAD_DATA_ACTIONS)
+        _positive_or_none("max_image_pixels", self.max_image_pixels)
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ParameterError(f"parameter 'encoding' names no known text encoding: {self.encoding!r} "
+                                 "(e.g. 'utf-8', 'latin-1', 'cp1252')") from None
         for name in ("val_fraction", "test_fraction", "sample_hard_fraction"):
             _in_range(name, getattr(self, name), 0.0, 1.0)
         if self.val_fraction + self.test_fraction >= 1.0:
@@ -111,6 +127,9 @@ class TrainConfig:
                                "captions)")
     eval_batch_size: int = param(8, "validation pairs per device per step")
     grad_accum_steps: int = param(2, "gradient accumulation steps")
+    effective_batch_size: Optional[int] = param(None, "train pairs per optimiser step over all processes; when set "
+                                                      "it replaces grad_accum_steps with effective / (batch_size x "
+                                                      "processes), which must divide")
     gradient_checkpointing: bool = param(True, "trade compute for memory")
     finetune_method: str = param("full", "full, freeze_vision (train the text decoder only) or lora (peft adapters; "
                                          "the vision tower frozen unless lora_targets names qkv)")
@@ -128,7 +147,10 @@ class TrainConfig:
     logging_steps: int = param(50, "log the train loss every n steps")
     eval_strategy: str = param("epoch", "validate every epoch, every eval_steps (steps) or never (no)")
     eval_steps: Optional[int] = param(None, "evaluate every n steps, with eval_strategy steps")
-    eval_max_images: Optional[int] = param(500, "validation images captioned per evaluation (None: all)")
+    eval_max_images: Optional[int] = param(500, "validation images captioned per evaluation, a random "
+                                                 "sample seeded by split_seed (None: all)")
+    best_metric: str = param("cider", "validation score that picks the best checkpoint: cider, or cider+bleu4 "
+                                      "(the BLIP paper's choice)")
     save_total_limit: int = param(2, "checkpoints kept")
     seed: int = param(42, "Trainer seed")
     precision: str = param("auto", "auto (bf16 on a supporting GPU, else fp16 on GPU, fp32 on CPU), bf16, fp16 "
@@ -156,6 +178,8 @@ class TrainConfig:
         _in_range("warmup_ratio", self.warmup_ratio, 0.0, 1.0)
         _positive_or_none("eval_steps", self.eval_steps)
         _positive_or_none("eval_max_images", self.eval_max_images)
+        _positive_or_none("effective_batch_size", self.effective_batch_size)
+        _one_of("best_metric", self.best_metric, BEST_METRICS)
         if self.eval_strategy == "steps" and not self.eval_steps:
             raise ParameterError("eval_strategy='steps' needs eval_steps")
         _one_of("finetune_method", self.finetune_method, FINETUNE_METHODS)
@@ -172,6 +196,16 @@ class TrainConfig:
                                  " or 'lora' without qkv in lora_targets): a trained tower's embeddings change every "
                                  "step")
 
+    def accumulation_steps(self, processes: int = 1) -> int:
+        """Gradient accumulation steps: grad_accum_steps, or what makes effective_batch_size with `processes`."""
+        if self.effective_batch_size is None:
+            return self.grad_accum_steps
+        per_step = self.batch_size * processes
+        if self.effective_batch_size % per_step:
+            raise ParameterError(f"effective_batch_size={self.effective_batch_size} is not a multiple of batch_size "
+                                 f"x processes = {self.batch_size} x {processes}")
+        return self.effective_batch_size // per_step
+
     def lora_target_modules(self) -> list[str]:
         """lora_targets as a list of module names."""
         return [name for name in self.lora_targets.replace(" ", "").split(",") if name]
@@ -184,8 +218,10 @@ class TrainConfig:
 
 
 DECODING_PRESETS = {
-    # BLIP paper (Li et al. 2022), COCO captioning: beam 3, max length 20, min length 5.
-    "blip_paper": dict(num_beams=3, max_new_tokens=20, min_new_tokens=5, do_sample=False),
+    # BLIP paper (Li et al. 2022), COCO captioning: beam 3, max length 20, min length 5, lengths counting the
+    # [DEC] token and the prompt (BLIP passes max_length/min_length to generate with the prompt as input_ids).
+    "blip_paper": dict(num_beams=3, max_new_tokens=20, min_new_tokens=5, length_counts_prompt=True,
+                       do_sample=False),
     "greedy": dict(num_beams=1, do_sample=False),
 }
 
@@ -196,6 +232,8 @@ class GenerationConfig:
 
     max_new_tokens: int = param(30, "longest caption, in tokens")
     min_new_tokens: int = param(0, "shortest caption, in tokens")
+    length_counts_prompt: bool = param(False, "max_new_tokens and min_new_tokens also count the [DEC] token and "
+                                              "the prompt, as BLIP's max_length/min_length do")
     num_beams: int = param(5, "beam width (1: greedy)")
     length_penalty: float = param(1.0, "above 1 favours longer beams")
     early_stopping: bool = param(True, "stop a beam search once num_beams captions are finished")
@@ -233,13 +271,27 @@ class GenerationConfig:
 
     def generate_kwargs(self) -> dict:
         """Keyword arguments for `model.generate` (the prompt is handled by blipnb.model.generation)."""
-        kw = dict(max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
-                  num_beams=self.num_beams, do_sample=self.do_sample)
+        if self.length_counts_prompt:  # generate's max_length/min_length count its input_ids: [DEC] + prompt
+            kw = dict(max_length=self.max_new_tokens, min_length=self.min_new_tokens)
+        else:
+            kw = dict(max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens)
+        kw.update(num_beams=self.num_beams, do_sample=self.do_sample)
         if self.num_beams > 1:
             kw.update(length_penalty=self.length_penalty, early_stopping=self.early_stopping)
         if self.do_sample:
             kw.update(top_p=self.top_p, temperature=self.temperature)
         return kw
+
+    def differences(self, before: "GenerationConfig") -> list[str]:
+        """The settings that change captions and differ from `before`, as "num_beams 3 -> 5"; beam settings only
+        where either searches with beams, sampling settings only where either samples."""
+        skip = {"gen_batch_size", "decoding_preset"}  # batching changes no caption; a preset is already applied
+        if self.num_beams == before.num_beams == 1:
+            skip |= {"length_penalty", "early_stopping"}
+        if not (self.do_sample or before.do_sample):
+            skip |= {"top_p", "temperature"}
+        return [f"{f.name} {getattr(before, f.name)!r} -> {getattr(self, f.name)!r}" for f in fields(self)
+                if f.name not in skip and getattr(before, f.name) != getattr(self, f.name)]
 
 
 @dataclass
@@ -269,7 +321,8 @@ class SweepConfig:
     sweep_num_beams: str = param("", "comma-separated beams, e.g. '1,3,5' (all three sweep lists empty: no sweep)")
     sweep_length_penalty: str = param("", "comma-separated length penalties, e.g. '0.8,1.0,1.2'")
     sweep_max_new_tokens: str = param("", "comma-separated caption lengths in tokens, e.g. '15,20,30'")
-    sweep_max_images: Optional[int] = param(500, "validation images captioned per sweep setting (None: all)")
+    sweep_max_images: Optional[int] = param(500, "validation images captioned per sweep setting, a random sample "
+                                                  "seeded by split_seed (None: all)")
 
     def __post_init__(self):
         self.grid()  # every list parses
@@ -336,6 +389,8 @@ class Config:
     """Every stage's config for one run directory."""
 
     run_dir: str = param("runs/default", "the run directory every notebook reads from and writes into")
+    overwrite: bool = param(False, "let 02 reuse a run_dir holding another config's run: its checkpoints, logs, "
+                                   "model, predictions and figures are removed first (else 02 refuses)")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -351,16 +406,17 @@ class Config:
 
     def flat(self) -> dict:
         """The flat parameter dict this config was built from (round-trips through build_config)."""
-        out = {"run_dir": self.run_dir}
+        out = {"run_dir": self.run_dir, "overwrite": self.overwrite}
         for stage in STAGES:
             out.update(dataclasses.asdict(getattr(self, stage)))
         return out
 
 
 # Parameter names are unique across stages, so a flat dict (a notebook's parameters) maps onto them.
-FIELDS = {"run_dir": next(f for f in fields(Config) if f.name == "run_dir")}
+RUN_FIELDS = tuple(f for f in fields(Config) if f.name not in STAGES)  # run_dir, overwrite: the run's own
+FIELDS = {f.name: f for f in RUN_FIELDS}
 FIELDS |= {f.name: f for cls in STAGES.values() for f in fields(cls)}
-assert len(FIELDS) == 1 + sum(len(fields(c)) for c in STAGES.values()), "parameter names must be unique"
+assert len(FIELDS) == len(RUN_FIELDS) + sum(len(fields(c)) for c in STAGES.values()), "parameter names are unique"
 PARAMETERS = frozenset(FIELDS)
 
 
@@ -391,12 +447,13 @@ def build_config(params: dict | None = None, base: Config | None = None) -> Conf
     flat = base.flat() if base is not None else {}
     flat.update(params)
     run_dir = _check_type("run_dir", flat.pop("run_dir", FIELDS["run_dir"].default), str)
+    overwrite = _check_type("overwrite", flat.pop("overwrite", FIELDS["overwrite"].default), bool)
     stages = {}
     for stage, cls in STAGES.items():
         hints = typing.get_type_hints(cls)
         stages[stage] = cls(**{f.name: _check_type(f.name, flat[f.name], hints[f.name])
                                for f in fields(cls) if f.name in flat})
-    return Config(run_dir=str(run_dir), **stages)
+    return Config(run_dir=str(run_dir), overwrite=overwrite, **stages)
 
 
 def default_of(name: str) -> Any:

@@ -26,6 +26,7 @@ SACREBLEU = "sacreBLEU"
 METRIC_KEYS = (*BLEU, METEOR, ROUGE_L, CIDER, SPICE, SACREBLEU)
 PER_IMAGE_KEYS = tuple(k for k in METRIC_KEYS if k != SACREBLEU)  # sacreBLEU is corpus-level only
 SCALE = "pycocoevalcap metrics on 0-1; sacreBLEU on 0-100"
+HUMAN_CEILING = "human_ceiling"  # metrics.json: the references scored against each other (scoring.ceiling)
 
 
 def undecoded(split: Dataset) -> Dataset:

@@ -1,12 +1,15 @@
 """One report formatter for the run's metrics: the table 03 and `blipnb run-all` print and the model card shows."""
 from __future__ import annotations
 
-from ..schema import METRIC_KEYS, SACREBLEU
+from ..schema import HUMAN_CEILING, METEOR, METRIC_KEYS, SACREBLEU, SPICE
+from ..scoring.ceiling import CEILING_LABEL
 
 
 def report_rows(metrics: dict) -> list[dict]:
-    """One row per metric: each model's value with its 95% CI, and the paired difference when there is one."""
+    """One row per metric: each model's value with its 95% CI, the paired difference when there is one, and the
+    human ceiling (references vs each other) beside them when it was computed."""
     results, comparison = metrics["results"], metrics.get("comparison", {})
+    ceiling = metrics.get(HUMAN_CEILING)
     rows = []
     for key in METRIC_KEYS:
         row = {"metric": key}
@@ -17,10 +20,45 @@ def report_rows(metrics: dict) -> list[dict]:
             c = comparison[key]
             row["difference"] = _with_ci(key, c.get("diff"), c.get("low"), c.get("high"))
             row["P(fine-tuned wins)"] = "n/a" if c.get("p_a_wins") is None else f"{c['p_a_wins']:.3f}"
+        if ceiling:
+            ci = ceiling.get("ci", {}).get(key) or {}
+            row[CEILING_LABEL] = _with_ci(key, ceiling["metrics"].get(key), ci.get("low"), ci.get("high"))
         rows.append(row)
-    rows.append({"metric": "n images"} | {n: str(r["n_images"]) for n, r in results.items()})
-    rows.append({"metric": "refs per image"} | {n: f"{r['refs_per_image']['mean']:.2f}" for n, r in results.items()})
+    both = {**results, CEILING_LABEL: ceiling} if ceiling else results
+    rows.append({"metric": "n images"} | {n: str(r["n_images"]) for n, r in both.items()})
+    rows.append({"metric": "refs per image"} | {n: f"{r['refs_per_image']['mean']:.2f}" for n, r in both.items()})
+    rows.append({"metric": "SPICE images"} | {n: _spice_images(r) for n, r in both.items()})
     return rows
+
+
+def _spice_images(result: dict) -> str:
+    """How many images SPICE scored (a seeded subsample when it is slow), or why none."""
+    if result.get("spice_images") is None:
+        return "none (unavailable)" if SPICE in result.get("unavailable", {}) else "none"
+    scored = result.get("n_items", result["n_images"])  # the ceiling scores (image, reference) items
+    return f"{result['spice_images']} of {scored}" + (" items" if "n_items" in result else "")
+
+
+def table_notes(metrics: dict) -> list[str]:
+    """What the table's numbers rest on: the human ceiling's method, the METEOR interval, sacreBLEU's signature."""
+    notes, ceiling = [], metrics.get(HUMAN_CEILING)
+    if ceiling:
+        notes.append(f"{CEILING_LABEL}: each reference scored against the other references of its image (leave one "
+                     f"out, rotating: {ceiling['n_items']} items over {ceiling['n_images']} images), same tokenizer, "
+                     "metrics and bootstrap. It has one reference fewer than the models (see refs per image), so its "
+                     "BLEU and METEOR sit a little below what a human would score against all of them.")
+    elif HUMAN_CEILING in metrics:
+        notes.append(f"{CEILING_LABEL}: not computed (no image has two or more references)")
+    named = {**metrics["results"], **({CEILING_LABEL: ceiling} if ceiling else {})}
+    methods = {n: (r.get("ci", {}).get(METEOR) or {}).get("method") for n, r in named.items()}
+    if any(methods.values()):
+        notes.append("METEOR intervals: " + ", ".join(f"{n} {m}" for n, m in methods.items() if m)
+                     + " (exact: Java METEOR of each resample; approximate: shifted per-image mean, without Java)")
+    signatures = {n: r.get("sacrebleu_signature") for n, r in named.items() if r.get("sacrebleu_signature")}
+    for signature in dict.fromkeys(signatures.values()):
+        users = [n for n, s in signatures.items() if s == signature]
+        notes.append(f"sacreBLEU signature ({', '.join(users)}): {signature}")
+    return notes
 
 
 def format_report(metrics: dict) -> str:
@@ -33,6 +71,9 @@ def format_report(metrics: dict) -> str:
     first = next(iter(metrics["results"].values()))
     lines.append(f"{metrics['split']} split of {metrics['source']}; scale: {first['scale']}; "
                  f"tokenizer: {first['tokenizer']}")
+    lines += table_notes(metrics)
+    if metrics.get("decoding_differs_from_validation"):
+        lines.append("decoding differs from validation: " + ", ".join(metrics["decoding_differs_from_validation"]))
     for name, r in metrics["results"].items():
         lines += [f"{key} unavailable ({name}): {why}" for key, why in r.get("unavailable", {}).items()]
         lines += [f"WARNING ({name}): {w}" for w in r.get("sanity", [])]

@@ -8,11 +8,13 @@ from pathlib import Path
 from functools import partial
 
 from .. import runs
-from ..config import Config
+from ..config import Config, load_config
 from ..data import split_hashes
-from ..schema import BLEU, CIDER, references
+from ..schema import BLEU, CIDER, HUMAN_CEILING, references
 from ..scoring import sanity_check, score_captions
 from ..scoring.bootstrap import bootstrap_cis, paired_comparison
+from ..scoring.ceiling import score_ceiling
+from ..scoring.meteor import meteor_session
 from ..training.provenance import provenance
 from ..training.validation import caption_and_score
 from ..version import __version__
@@ -22,8 +24,7 @@ FINETUNED, BASELINE = "fine-tuned", "baseline"
 
 def score_model(model, processor, split, cfg: Config, progress: bool = True, desc: str = "captioning") -> tuple:
     """Caption every image of `split` once (pixel_values only) and score it; returns (predictions, result)."""
-    score = partial(score_captions, do_spice=cfg.eval.do_spice, spice_subsample=cfg.eval.spice_subsample,
-                    seed=cfg.eval.bootstrap_seed)
+    score = partial(score_captions, **score_settings(cfg))
     return caption_and_score(model, processor, split, cfg.generation, score=score, progress=progress)
 
 
@@ -34,23 +35,51 @@ def prediction_rows(preds: dict, result: dict, split) -> list[dict]:
             for i in preds]
 
 
-def summarise(result: dict, cfg: Config) -> dict:
-    """A result without its cached statistics, plus bootstrap CIs and the sanity warnings."""
+def score_settings(cfg: Config) -> dict:
+    """score_captions' keyword arguments from the eval config: the models and the human ceiling share them."""
+    return {"do_spice": cfg.eval.do_spice, "spice_subsample": cfg.eval.spice_subsample,
+            "seed": cfg.eval.bootstrap_seed}
+
+
+def summarise(result: dict, cfg: Config, ceiling: dict | None = None) -> dict:
+    """A result without its cached statistics, plus bootstrap CIs and the sanity warnings (which compare it with
+    the human ceiling when one is given)."""
     out = {k: v for k, v in result.items() if k not in ("per_image", "stats")}
     out["ci"] = bootstrap_cis(result, n_boot=cfg.eval.n_bootstrap, seed=cfg.eval.bootstrap_seed)
     plausible = {BLEU[3]: cfg.eval.plausible_bleu4, CIDER: cfg.eval.plausible_cider}
-    out["sanity"] = sanity_check(result, cfg.data.source, plausible=plausible)
+    out["sanity"] = sanity_check(result, cfg.data.source, plausible=plausible, ceiling=ceiling)
     return out
 
 
+def human_ceiling(split, cfg: Config) -> dict | None:
+    """The split's references scored against each other (scoring.ceiling), or None when no image has two."""
+    refs = references(split)
+    if not any(len(r) >= 2 for r in refs.values()):
+        return None
+    return score_ceiling(refs, **score_settings(cfg))
+
+
+def summarise_ceiling(ceiling: dict | None, cfg: Config) -> dict | None:
+    """The human ceiling as metrics.json keeps it: like a model's summary, with CIs from the same bootstrap."""
+    if ceiling is None:
+        return None
+    out = {k: v for k, v in ceiling.items() if k not in ("per_image", "stats")}
+    out["ci"] = bootstrap_cis(ceiling, n_boot=cfg.eval.n_bootstrap, seed=cfg.eval.bootstrap_seed)
+    out["method"] = "each reference scored against the other references of its image (leave one out, rotating)"
+    return out
+
+
+@meteor_session()  # one METEOR JVM (~10 s to start) for both models, the human ceiling and every interval
 def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[str, str], progress=True) -> dict:
-    """Score each (model, processor) in `models` on `split`, write predictions and metrics into the run dir."""
+    """Score each (model, processor) in `models` on `split`, and the references against each other (the human
+    ceiling); write predictions and metrics into the run dir."""
     run = runs.RunDir(cfg.run_dir).ensure()
     results, summaries = {}, {}
+    ceiling = human_ceiling(split, cfg)
     for name, (model, processor) in models.items():
         preds, result = score_model(model, processor, split, cfg, progress=progress, desc=f"captioning ({name})")
         results[name] = result
-        summaries[name] = summarise(result, cfg)
+        summaries[name] = summarise(result, cfg, ceiling)
         out = runs.PREDICTIONS if name == FINETUNED else runs.BASELINE_PREDICTIONS
         runs.write_jsonl(run / out, prediction_rows(preds, result, split))
     metrics = {
@@ -58,7 +87,10 @@ def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[s
         "split": cfg.eval.eval_split, "source": cfg.data.source, "n_images": len(split),
         "split_hash": split_hashes({cfg.eval.eval_split: split})[cfg.eval.eval_split],
         "models": model_ids, "decoding": dataclasses.asdict(cfg.generation),
+        # Validation in 02 decoded with the run's stored settings; anything else here is said, not silent.
+        "decoding_differs_from_validation": decoding_differences(cfg),
         "results": summaries,
+        HUMAN_CEILING: summarise_ceiling(ceiling, cfg),
         "provenance": provenance(cfg),
     }
     if FINETUNED in results and BASELINE in results:
@@ -68,10 +100,21 @@ def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[s
     return metrics
 
 
+def decoding_differences(cfg: Config) -> list[str]:
+    """How cfg's decoding differs from the run's stored one (its config.json: what 02 validated with), as
+    "num_beams 3 -> 5"; empty when they agree or the run has no stored config."""
+    stored = runs.RunDir(cfg.run_dir) / runs.CONFIG
+    return cfg.generation.differences(load_config(stored).generation) if stored.exists() else []
+
+
 def model_paths(cfg: Config) -> dict[str, str]:
-    """{FINETUNED: the run's export, BASELINE: the model it started from}; a clear error if 02 has not run."""
+    """{FINETUNED: the run's export, BASELINE: the model it started from}; a MissingRunFile saying "run 02_finetune
+    first" if either folder is not there (or holds no model), before anything tries to load it."""
     run = runs.RunDir(cfg.run_dir)
-    return {FINETUNED: str(run.require(runs.MODEL_DIR, "02_finetune")), BASELINE: baseline_id(cfg)}
+    finetuned = run.require_model(runs.MODEL_DIR, "02_finetune", "fine-tuned model")
+    if cfg.model.from_scratch:
+        run.require_model(runs.BASE_MODEL_DIR, "02_finetune", "base model (the untrained tiny BLIP, the baseline)")
+    return {FINETUNED: str(finetuned), BASELINE: baseline_id(cfg)}
 
 
 def load_models(cfg: Config, paths: dict[str, str]) -> dict[str, tuple]:

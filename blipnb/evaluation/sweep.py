@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 
 from .. import runs
 from ..config import Config
+from ..data import validation_subset
 from ..schema import BLEU, CIDER
 from ..training.validation import caption_and_score
 
@@ -21,8 +22,7 @@ def decoding_sweep(model, processor, validation, cfg: Config, progress: bool = T
     if not axes:
         raise ValueError("no decoding sweep requested: set sweep_num_beams, sweep_length_penalty or "
                          "sweep_max_new_tokens")
-    if cfg.sweep.sweep_max_images is not None:
-        validation = validation.select(range(min(cfg.sweep.sweep_max_images, len(validation))))
+    validation = validation_subset(validation, cfg.sweep.sweep_max_images, cfg.data.split_seed)
     grid = []
     settings = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
     for setting in tqdm(settings, desc="decoding sweep (validation)", disable=not progress):

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import BlipForConditionalGeneration, BlipProcessor
 
-from ..errors import OFFLINE_HINT, ModelUnavailable
+from ..errors import ModelUnavailable, offline_hint
 
 
 def load_model(model_id: str | Path, attn_implementation: str = "sdpa", device: str | None = None):
@@ -19,7 +19,7 @@ def load_model(model_id: str | Path, attn_implementation: str = "sdpa", device: 
     except OSError as e:
         local = Path(model_id).exists()
         where = f"the local directory {model_id!r}" if local else f"the hub model {model_id!r}"
-        hint = "" if local else f" {OFFLINE_HINT}, or point model_id at a local copy."
+        hint = "" if local else f" {offline_hint()}, or point model_id at a local copy."
         raise ModelUnavailable(f"could not load {where}: {str(e).splitlines()[0]}.{hint}") from e
     if attn_implementation == "sdpa":
         from .sdpa import enable_sdpa  # our own patch: HF's BLIP has no SDPA path
@@ -48,8 +48,13 @@ def _load_processor(model_id: str) -> BlipProcessor:
 
 
 def prepare_for_training(model, freeze_vision: bool = False, label_smoothing: float = 0.0):
-    """Freeze the vision tower if asked and set the decoder's label smoothing (BLIP used 0.1)."""
+    """Freeze the vision tower if asked and set the decoder's label smoothing (BLIP used 0.1). A tiny BLIP built
+    from scratch keeps its patch projection fixed (blipnb.model.tiny says why)."""
+    from .tiny import FIXED_PATCH_PROJECTION
+
     model.vision_model.requires_grad_(not freeze_vision)
+    if getattr(model.config.vision_config, FIXED_PATCH_PROJECTION, False):
+        model.vision_model.embeddings.patch_embedding.requires_grad_(False)
     model.config.text_config.label_smoothing = label_smoothing
     model.text_decoder.label_smoothing = label_smoothing  # read at forward time, set at init
     return model

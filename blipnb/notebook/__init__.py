@@ -4,17 +4,29 @@ Nothing here changes IPython on import: the notebooks' first cell calls `setup()
 """
 from __future__ import annotations
 
+import dataclasses
+import os
+import re
+import sys
 import warnings
+from pathlib import Path
 
-from ..config import PARAMETERS, Config, build_config
+from ..config import PARAMETERS, Config, GenerationConfig, build_config
 from ..errors import USER_ERRORS
 
 _NOT_PARAMETERS = {"In", "Out", "exit", "quit", "get_ipython"}
 _SEEN = "_blipnb_parameter_names"  # stored in the namespace by the first resolution
+_DECODING = frozenset(f.name for f in dataclasses.fields(GenerationConfig))  # None: the run's, given a base
+HEADLESS = "BLIPNB_HEADLESS"  # "1": progress as plain text, as under papermill; "0": as widgets, whoever runs it
+# Programs that run a notebook with nobody watching; the kernel's parent process tells which one started it.
+RUNNERS = frozenset({"papermill", "blipnb", "pytest", "py.test", "nbval", "nbclient", "nbconvert",
+                     "jupyter-nbconvert", "jupyter-execute"})
+PROGRESS_REFRESH_S = 10.0  # headless progress: a line every 10 s at most, and always the final state
 
 
 def setup() -> None:
-    """Prepare the running IPython kernel: blipnb's user errors as one line, figures shown inline as PNG."""
+    """Prepare the running IPython kernel: blipnb's user errors as one line, figures shown inline as PNG, and
+    (headless) progress bars as plain text."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -24,6 +36,71 @@ def setup() -> None:
         return
     _short_user_errors(shell)
     _show_figures_inline(shell)
+    if headless():
+        plain_progress()
+
+
+def headless() -> bool:
+    """Whether this kernel runs unwatched (papermill, nbval, nbconvert --execute, blipnb run-all), judged by the
+    program that started it; BLIPNB_HEADLESS=1 or 0 decides instead."""
+    forced = os.environ.get(HEADLESS, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return program_name(os.getppid()) in RUNNERS
+
+
+def program_name(pid: int) -> str:
+    """The program process `pid` runs, looking through `python [-m]` ("papermill", "jupyter-lab"); "" if unknown
+    (no /proc: then progress stays a widget unless BLIPNB_HEADLESS=1)."""
+    try:
+        argv = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0") if a]
+    except OSError:
+        return ""
+    i = 0
+    while i < len(argv) and re.fullmatch(r"python[\d.]*(\.exe)?", Path(argv[i]).name):
+        i += 1
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-m":
+        if argv[i] == "-c":  # python -c "code": no program name
+            return ""
+        i += 2 if argv[i] in ("-W", "-X") else 1
+    if i < len(argv) and argv[i] == "-m":
+        i += 1
+    return Path(argv[i]).stem if i < len(argv) else ""
+
+
+def plain_progress() -> None:
+    """Make tqdm.auto progress bars plain text on stdout from now on, in this kernel.
+
+    Headless, a tqdm widget is saved as its first frame: "Writing model shards: 0% 0/1" is what a reader sees
+    until the notebook is trusted, which reads as a stalled save. As text, the saved output is the final state.
+    This covers transformers' bars (they look tqdm.auto up on each call) and blipnb's own (rebound here).
+    """
+    import tqdm.auto
+    import tqdm.autonotebook
+    from tqdm.asyncio import tqdm_asyncio
+
+    if getattr(tqdm.auto.tqdm, "_blipnb_plain", False):
+        return
+
+    class PlainTqdm(tqdm_asyncio):
+        _blipnb_plain = True
+
+        def __init__(self, *args, **kwargs):
+            if kwargs.get("file") is None:
+                kwargs["file"] = sys.stdout  # stderr shows as a red block in Jupyter
+            kwargs.setdefault("mininterval", PROGRESS_REFRESH_S)
+            kwargs.setdefault("delay", PROGRESS_REFRESH_S)  # no "0%" frame: a quick bar shows only its end
+            super().__init__(*args, **kwargs)
+
+        def close(self):
+            self.delay = 0  # print the final state, also of a bar that ended before its first frame
+            super().close()
+
+    widget_bars = {tqdm.auto.tqdm, tqdm.autonotebook.tqdm}
+    for name, module in list(sys.modules.items()):
+        if name in ("tqdm.auto", "tqdm.autonotebook") or name.startswith("blipnb."):
+            if getattr(module, "tqdm", None) in widget_bars:
+                module.tqdm = PlainTqdm
 
 
 def config_from_namespace(namespace: dict, base: Config | None = None) -> Config:
@@ -32,6 +109,8 @@ def config_from_namespace(namespace: dict, base: Config | None = None) -> Config
     A parameters cell holds literals only and papermill injects overrides as literals, so a mistyped injected
     name shows up here as an unknown parameter (papermill itself only warns). When the cell is run again
     interactively, later cells' variables are in the namespace too: new unknown names then only warn.
+    With `base` (03-05 read the run's config.json), a decoding parameter left at None keeps the run's value, the
+    decoding 02 validated with; one given a value wins (03 then reports how it differs from validation).
     """
     candidates = {k: v for k, v in namespace.items()
                   if not k.startswith("_") and k not in _NOT_PARAMETERS and k == k.lower()
@@ -43,7 +122,10 @@ def config_from_namespace(namespace: dict, base: Config | None = None) -> Config
             warnings.warn(f"ignoring non-parameter variables defined after the parameters cell: {later}",
                           stacklevel=2)
         candidates = {k: v for k, v in candidates.items() if k in seen or k in PARAMETERS}
-    cfg = build_config(candidates, base=base)
+    given = candidates
+    if base is not None:
+        given = {k: v for k, v in candidates.items() if not (v is None and k in _DECODING)}
+    cfg = build_config(given, base=base)
     namespace[_SEEN] = frozenset(candidates)
     return cfg
 

@@ -11,34 +11,42 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ..config import DataConfig, TrainConfig, render_parameters
+from ..config import DataConfig, TrainConfig, help_of, render_parameters
 
 # 01 and 02 load the same data, so they declare the same data parameters: this one list.
 DATA = tuple(f.name for f in fields(DataConfig))
 TRAIN = tuple(f.name for f in fields(TrainConfig))
-DECODING = ("num_beams", "max_new_tokens")
+# 02 validates with the decoding 03 reports with: both declare these, so a preset sets them for both.
+DECODING = ("decoding_preset", "num_beams", "max_new_tokens", "min_new_tokens", "length_counts_prompt",
+            "length_penalty")
+SAMPLING = ("do_sample", "top_p", "temperature")
 
 NOTEBOOK_PARAMETERS = {
     "01_data_exploration": ("run_dir", *DATA),
-    "02_finetune": ("run_dir", *DATA, "model_id", "from_scratch", "attn_implementation", *TRAIN, "prompt",
+    "02_finetune": ("run_dir", "overwrite", *DATA, "model_id", "from_scratch", "attn_implementation", *TRAIN, "prompt",
                     *DECODING),
-    "03_evaluate": ("run_dir", "eval_split", *DECODING, "min_new_tokens", "length_penalty", "decoding_preset",
-                    "gen_batch_size", "do_spice", "spice_subsample", "n_bootstrap", "bootstrap_seed",
+    "03_evaluate": ("run_dir", "eval_split", *DECODING, "gen_batch_size", "do_spice", "spice_subsample", "n_bootstrap", "bootstrap_seed",
                     "plausible_bleu4", "plausible_cider", "sweep_num_beams", "sweep_length_penalty",
                     "sweep_max_new_tokens", "sweep_max_images", "push_to_hub", "hub_model_id"),
     "04_error_analysis": ("run_dir", "k_examples", "score_key", "min_slice_size", "n_bootstrap"),
-    "05_inference_demo": ("run_dir", "image_path", *DECODING, "do_sample", "top_p", "temperature",
+    "05_inference_demo": ("run_dir", "image_path", *DECODING, *SAMPLING,
                           "caption_folder_path", "caption_output"),
 }
 
 # Where a notebook's cell deliberately differs from the dataclass default, with the reason. Empty today: every
 # notebook starts from the real defaults, and presets (notebooks/params/*.yaml) change them.
 EXCEPTIONS: dict[str, dict[str, object]] = {}
+# 03 and 05 run on a trained run: their decoding parameters default to None, the run's decoding (its config.json:
+# what 02 validated with). A value given wins, and 03 reports how it differs (blipnb.notebook.config_from_namespace).
+RUN_DECODING = {"03_evaluate": DECODING, "05_inference_demo": (*DECODING, *SAMPLING)}
+RUN_DECODING_HELP = "None: the run's, as 02 validated"
 
 
 def render_cell(notebook: str) -> str:
     """The parameters cell of `notebook` (a name such as "02_finetune"), rendered from the dataclass fields."""
-    return render_parameters(list(NOTEBOOK_PARAMETERS[notebook]), EXCEPTIONS.get(notebook))
+    run_decoding = RUN_DECODING.get(notebook, ())
+    return "\n".join(f"{name} = None  # {help_of(name)}; {RUN_DECODING_HELP}" if name in run_decoding
+                     else render_parameters([name], EXCEPTIONS.get(notebook)) for name in NOTEBOOK_PARAMETERS[notebook])
 
 
 def parameters_cell(nb: dict) -> dict:

@@ -10,28 +10,36 @@ Nothing is re-scored: each resample reweights the per-image statistics that ``sc
   not recomputed per resample), so the identity resample equals pycocoevalcap's CIDEr exactly.
 - ROUGE-L, SPICE: mean of per-image scores, which is exactly how pycocoevalcap defines the corpus value.
   SPICE only covers the images it was run on (``spice_images``).
-- METEOR: pycocoevalcap's corpus METEOR comes from the Java tool's aggregated statistics, not from the mean
-  of per-image scores (on the sample they differed by ~0.03). Each resample takes the per-image mean and adds
-  the full-sample gap (corpus minus mean), so the identity resample equals the corpus value exactly and the
-  interval brackets the reported number; its width is that of the per-image mean (an approximation: it
-  assumes the gap does not change across resamples).
+- METEOR (exact): pycocoevalcap's corpus METEOR is the Java tool's score of the summed per-segment statistics,
+  not the mean of per-image scores. Each resample sums the cached statistics under its weights and the Java
+  tool scores that sum (``scoring.meteor``), so every resample is the corpus METEOR of the resampled images.
+- METEOR (approximate, only without Java or without cached statistics): each resample takes the per-image mean
+  and adds the full-sample gap (corpus minus mean), so the identity resample equals the corpus value; its width
+  is that of the per-image mean (on the sample ~70% wider than the exact interval). The CI records its
+  ``method`` ("exact" or "approximate") and why.
 - sacreBLEU: corpus BLEU from summed sacrebleu sufficient statistics through ``BLEU.compute_bleu``, with the
   same settings as the scored run (13a tokenizer, lower-cased, exp smoothing).
 
-Intervals are percentile intervals over ``n_boot`` seeded resamples of images (with replacement).
+Intervals are percentile intervals over ``n_boot`` seeded resamples of images (with replacement). A result whose
+scored items are groups of one image (the human ceiling: one item per held-out reference, ``stats["groups"]``)
+resamples images, each drawn image bringing all its items, so its CI covers the choice of images like a model's.
 """
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 from sacrebleu.metrics import BLEU as SacreBLEU
 
 from ..schema import BLEU, CIDER, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SPICE
+from .meteor import MeteorUnavailable, meteor_process, meteor_session
 
 _SMALL, _TINY = 1e-9, 1e-15  # pycocoevalcap's BleuScorer constants, so results match it to rounding
 _CHUNK_CELLS = 2_000_000  # resamples x images per weight block, bounding memory on large test sets
 _MEAN_KEYS = (METEOR, ROUGE_L, CIDER, SPICE)
 _NO_RESAMPLES = "n_boot=0: no bootstrap"
+EXACT, APPROXIMATE = "exact", "approximate"  # the METEOR interval's "method"
 
 
 def resample_weights(n_images: int, n_boot: int, seed: int = 0):
@@ -92,12 +100,25 @@ def _reasons(result: dict) -> dict[str, str]:
     return why
 
 
-def metrics_at(result: dict, weights, order: list[str] | None = None) -> dict:
-    """Every resamplable metric under integer image weights (rows x images); all-ones give the corpus value."""
-    stats, order = result["stats"], order or result["stats"]["image_ids"]
+def units(result: dict) -> list[str]:
+    """The ids a bootstrap resamples: images (for a grouped result, its groups' images in sorted order)."""
+    stats = result["stats"]
+    return sorted(set(stats["groups"]), key=str) if "groups" in stats else stats["image_ids"]
+
+
+def metrics_at(result: dict, weights, order: list[str] | None = None, exact_meteor: bool = True) -> dict:
+    """Every resamplable metric under integer image weights (rows x images); all-ones give the corpus value.
+
+    METEOR is exact (Java scores the weighted sum of the cached statistics) when `exact_meteor` and the result
+    has them; a MeteorUnavailable then says Java failed. Otherwise it is the shifted per-image mean."""
+    stats, order = result["stats"], order or units(result)
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     # Cached arrays follow stats["image_ids"]; bring them into `order`, so that two results on the same
     # images sum in the same order and identical predictions give bit-identical resampled values.
+    if "groups" in stats:  # each item takes its image's weight; the arrays keep their own order
+        column = {unit: j for j, unit in enumerate(order)}
+        weights = weights[:, [column[g] for g in stats["groups"]]]
+        order = stats["image_ids"]
     position = {image_id: j for j, image_id in enumerate(stats["image_ids"])}
     perm = np.array([position[i] for i in order], dtype=np.int64)
     skip, out = _reasons(result), {}
@@ -106,7 +127,10 @@ def metrics_at(result: dict, weights, order: list[str] | None = None) -> dict:
         out.update({key: bleu[:, n] for n, key in enumerate(BLEU)})
     out.update({key: _weighted_mean(weights, _per_image(result, key, order)) for key in _MEAN_KEYS
                 if key not in skip})
-    if METEOR in out:  # shift onto the Java corpus value (see the module docstring)
+    if METEOR in out and exact_meteor and stats.get("meteor"):
+        with meteor_process() as meteor:
+            out[METEOR] = meteor.score_weighted(weights, np.asarray(stats["meteor"], dtype=np.float64)[perm])
+    elif METEOR in out:  # shift onto the Java corpus value (see the module docstring)
         out[METEOR] = out[METEOR] + (result["metrics"][METEOR] - np.nanmean(_per_image(result, METEOR, order)))
     if SACREBLEU not in skip:
         out[SACREBLEU] = _sacrebleu_from_stats(weights, stats["sacrebleu"]["segments"], perm)
@@ -116,9 +140,40 @@ def metrics_at(result: dict, weights, order: list[str] | None = None) -> dict:
 def bootstrap_distribution(result: dict, n_boot: int = 1000, seed: int = 0,
                            order: list[str] | None = None) -> dict:
     """Each resamplable metric over n_boot seeded image resamples: {key: array of n_boot values}."""
-    order = order or result["stats"]["image_ids"]
-    blocks = [metrics_at(result, w, order) for w in resample_weights(len(order), n_boot, seed)]
-    return {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]} if blocks else {}
+    return _distribution(result, n_boot, seed, order)[0]
+
+
+def _distribution(result: dict, n_boot: int, seed: int, order: list[str] | None = None) -> tuple[dict, dict]:
+    """bootstrap_distribution plus how METEOR's draws were made: {"method", "note"} (empty without METEOR)."""
+    order = order or units(result)
+    meteor = _meteor_method(result)
+    try:
+        with meteor_session():  # one JVM for every block of resamples
+            blocks = [metrics_at(result, w, order, exact_meteor=meteor.get("method") == EXACT)
+                      for w in resample_weights(len(order), n_boot, seed)]
+    except MeteorUnavailable as error:  # Java died since scoring: fall back (same seed, same resamples), say so
+        meteor = _approximate(result, f"{error}")
+        blocks = [metrics_at(result, w, order, exact_meteor=False) for w in resample_weights(len(order), n_boot, seed)]
+    draws = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]} if blocks else {}
+    return draws, meteor if METEOR in draws else {}
+
+
+def _meteor_method(result: dict) -> dict:
+    """Exact when the statistics are cached and Java is found; else the approximation, with the reason."""
+    if result["metrics"].get(METEOR) is None:
+        return {}
+    if not result["stats"].get("meteor"):
+        return _approximate(result, "the per-segment METEOR statistics were not cached")
+    if shutil.which("java") is None:
+        return _approximate(result, "Java not found on PATH")
+    return {"method": EXACT, "note": "Java METEOR of each resample's summed per-segment statistics"}
+
+
+def _approximate(result: dict, why: str) -> dict:
+    mean = float(np.nanmean(_per_image(result, METEOR, result["stats"]["image_ids"])))
+    return {"method": APPROXIMATE,
+            "note": f"interval of the per-image mean ({mean:.4f}) shifted onto the Java tool's corpus METEOR "
+                    f"(exact interval unavailable: {why})"}
 
 
 def _interval(values, level: float) -> tuple[float | None, float | None]:
@@ -133,17 +188,13 @@ def _interval(values, level: float) -> tuple[float | None, float | None]:
 
 def bootstrap_cis(result: dict, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """Percentile CIs per metric: {key: {"value", "low", "high"}}, plus "note" where there is none."""
-    draws, reasons = bootstrap_distribution(result, n_boot, seed), _reasons(result)
+    (draws, meteor), reasons = _distribution(result, n_boot, seed), _reasons(result)
     cis = {}
     for key in METRIC_KEYS:
         value = result["metrics"].get(key)
         if key in draws:
             low, high = _interval(draws[key], level)
-            cis[key] = {"value": value, "low": low, "high": high}
-            if key == METEOR:  # the only metric whose resampled statistic is not the corpus formula
-                mean = float(np.nanmean(_per_image(result, METEOR, result["stats"]["image_ids"])))
-                cis[key]["note"] = (f"interval of the per-image mean ({mean:.4f}) shifted onto the Java tool's "
-                                    "corpus METEOR")
+            cis[key] = {"value": value, "low": low, "high": high} | (meteor if key == METEOR else {})
         else:
             cis[key] = {"value": value, "low": None, "high": None, "note": reasons.get(key, _NO_RESAMPLES)}
     return cis
@@ -152,16 +203,17 @@ def bootstrap_cis(result: dict, n_boot: int = 1000, seed: int = 0, level: float 
 def paired_comparison(result_a: dict, result_b: dict, n_boot: int = 1000, seed: int = 0,
                       level: float = 0.95) -> dict:
     """A minus B per metric with a paired-bootstrap CI and the share of resamples where A scores higher."""
-    order = result_a["stats"]["image_ids"]
-    only_a = sorted(set(order) - set(result_b["stats"]["image_ids"]))
-    only_b = sorted(set(result_b["stats"]["image_ids"]) - set(order))
+    order = units(result_a)
+    only_a = sorted(set(order) - set(units(result_b)))
+    only_b = sorted(set(units(result_b)) - set(order))
     if only_a or only_b:
         raise ValueError(
             f"paired comparison needs the same images: {len(only_a)} only in A (e.g. {only_a[:5]}), "
             f"{len(only_b)} only in B (e.g. {only_b[:5]})"
         )
-    draws_a = bootstrap_distribution(result_a, n_boot, seed, order)  # same seed and order: same resamples
-    draws_b = bootstrap_distribution(result_b, n_boot, seed, order)
+    with meteor_session():  # one JVM for both
+        draws_a, meteor_a = _distribution(result_a, n_boot, seed, order)  # same seed and order: same resamples
+        draws_b, meteor_b = _distribution(result_b, n_boot, seed, order)
     reasons = _reasons(result_a) | _reasons(result_b)
     out = {}
     for key in METRIC_KEYS:
@@ -172,6 +224,8 @@ def paired_comparison(result_a: dict, result_b: dict, n_boot: int = 1000, seed: 
             low, high = _interval(diffs, level)
             wins = diffs[~np.isnan(diffs)] > 0
             row |= {"low": low, "high": high, "p_a_wins": float(wins.mean()) if wins.size else None}
+            if key == METEOR:
+                row["method"] = EXACT if meteor_a.get("method") == meteor_b.get("method") == EXACT else APPROXIMATE
         else:
             row |= {"low": None, "high": None, "p_a_wins": None, "note": reasons.get(key, _NO_RESAMPLES)}
         out[key] = row

@@ -7,19 +7,21 @@ import io
 import random
 import shutil
 import socket
-import threading
+import subprocess
+import types
 from pathlib import Path
 
 import numpy as np
 from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.spice.spice import Spice
+from pycocoevalcap.tokenizer import ptbtokenizer
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 from sacrebleu.metrics import BLEU as SacreBLEU
 
 from ..schema import BLEU, CIDER, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SCALE, SPICE
+from .meteor import MeteorUnavailable, meteor_process
 from .ptb import python_ptb_tokenize
 
 METRIC_MODULE_PATH = str(Path(__file__).resolve().parent / "evaluate_module" / "coco_caption")
@@ -32,7 +34,8 @@ class MetricUnavailable(RuntimeError):
 def _first_line(error: BaseException) -> str:
     """The first line of an error's message, prefixed by its type unless it is our own reason."""
     text = (str(error).strip().splitlines() or [""])[0]
-    return text if isinstance(error, MetricUnavailable) else f"{type(error).__name__}: {text}".rstrip(": ")
+    own = isinstance(error, (MetricUnavailable, MeteorUnavailable))
+    return text if own else f"{type(error).__name__}: {text}".rstrip(": ")
 
 
 def _check_inputs(predictions: dict, references: dict) -> list[str]:
@@ -55,17 +58,42 @@ def _check_inputs(predictions: dict, references: dict) -> list[str]:
     return sorted(predictions, key=str)  # string order: the order SPICE and JSON round-trips use
 
 
+@contextlib.contextmanager
+def _ptb_java_stderr(said: list[str]):
+    """pycocoevalcap starts the PTB tokenizer's JVM on our stderr, which then prints "PTBTokenizer tokenized N tokens
+    at M tokens per second." on every call: red text in a notebook. Pipe it into `said` instead (kept for the
+    reason when tokenizing fails), for that one module only."""
+
+    class Popen(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "stderr": subprocess.PIPE})
+
+        def communicate(self, *args, **kwargs):
+            out, err = super().communicate(*args, **kwargs)
+            said.extend((err or b"").decode(errors="replace").splitlines())
+            return out, err
+
+    original = ptbtokenizer.subprocess
+    ptbtokenizer.subprocess = types.SimpleNamespace(Popen=Popen, PIPE=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        ptbtokenizer.subprocess = original
+
+
 def _tokenize(captions: dict[str, list[str]]) -> tuple[dict[str, list[str]], str]:
     """PTB-tokenise with pycocoevalcap's Java tokenizer when it works, else with the Python mirror."""
     if shutil.which("java") is None:
         reason = "Java not found: no `java` on PATH"
     else:
+        said: list[str] = []
         try:
-            tokens = PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in captions.items()})
+            with _ptb_java_stderr(said):
+                tokens = PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in captions.items()})
             # The wrapper never checks Java's exit status: a dead JVM shows up only as missing lines.
             if all(len(tokens.get(k, ())) == len(v) for k, v in captions.items()):
                 return tokens, "ptb"
-            reason = "Java PTB tokenizer returned too few lines"
+            reason = "Java PTB tokenizer returned too few lines" + (f" (java: {said[0]})" if said else "")
         except Exception as error:  # noqa: BLE001 - any failure falls back, and the reason is recorded
             reason = f"Java PTB tokenizer failed: {_first_line(error)}"
     return {k: [python_ptb_tokenize(c) for c in v] for k, v in captions.items()}, f"python ({reason})"
@@ -86,25 +114,13 @@ def _bleu(ids, gts, res):
     return corpus, per_image, stats
 
 
-def _meteor(gts, res):
-    """pycocoevalcap METEOR via its Java process, which is always shut down afterwards."""
-    scorer = Meteor()
-    process = scorer.meteor_p
-    try:
-        return scorer.compute_score(gts, res)
-    except Exception as error:
-        process.kill()
-        java_says = (process.stderr.read().decode(errors="replace").strip().splitlines() or [""])[0]
-        detail = f" (java: {java_says})" if java_says else ""
-        raise MetricUnavailable(f"METEOR's Java process failed: {_first_line(error)}{detail}") from error
-    finally:
-        process.kill()
-        process.wait()
-        for stream in (process.stdin, process.stdout, process.stderr):
-            with contextlib.suppress(OSError):  # a dead JVM leaves unflushed input: BrokenPipeError
-                stream.close()
-        # A failed compute_score leaves its lock held, and Meteor.__del__ would then block forever.
-        scorer.lock = threading.Lock()
+def _meteor(ids, gts, res):
+    """pycocoevalcap METEOR (its jar and arguments): corpus, per-image scores, and each image's statistics,
+    which the bootstrap sums per resample for exact intervals (see scoring.meteor)."""
+    with meteor_process() as meteor:
+        stats = meteor.segment_stats([res[i][0] for i in ids], [gts[i] for i in ids])
+        per_image, corpus = meteor.evaluate(stats)
+    return corpus, per_image, stats
 
 
 @contextlib.contextmanager
@@ -190,8 +206,9 @@ def score_captions(predictions, references, *, do_spice=True, spice_subsample=15
                 record(key, ids, bleu[0][n], bleu[1][n])
         if not java:
             unavailable[METEOR] = no_java
-        elif (meteor := _attempt(unavailable, [METEOR], lambda: _meteor(gts, res))) is not None:
-            record(METEOR, ids, *meteor)
+        elif (meteor := _attempt(unavailable, [METEOR], lambda: _meteor(ids, gts, res))) is not None:
+            record(METEOR, ids, meteor[0], meteor[1])
+            stats["meteor"] = meteor[2]
         for key, scorer in ((ROUGE_L, Rouge), (CIDER, Cider)):
             if (out := _attempt(unavailable, [key], lambda s=scorer: s().compute_score(gts, res))) is not None:
                 record(key, ids, *out)
@@ -218,6 +235,7 @@ def score_captions(predictions, references, *, do_spice=True, spice_subsample=15
         "n_images": len(ids),
         "refs_per_image": {"min": min(counts), "mean": float(np.mean(counts)), "max": max(counts)},
         "spice_images": spice_images,
+        "sacrebleu_signature": stats.get("sacrebleu", {}).get("signature"),
         "stats": stats,
     }
 

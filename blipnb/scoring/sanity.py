@@ -1,7 +1,17 @@
-"""Scores implausible for the data source (the usual signs of a leak) and single-reference scoring, flagged."""
+"""Scores implausible for the data source or far above the human ceiling (the usual signs of a leak), and
+single-reference scoring, flagged.
+
+The human ceiling (`scoring.ceiling`: references scored against each other) is the data's own yardstick. A model
+may beat it, as models do on COCO (they reproduce the references' consensus phrasing, which no single human
+does), but a model that closes most of the gap between the ceiling and a perfect score is copying references.
+Calibrated on the sample's test split: the ceiling is BLEU-4 0.703 / METEOR 0.507 / CIDEr 3.91; an ideal model
+that always gives the canonical caption of what is in the image scores 0.883 / 0.567 / 5.00; a parrot that returns
+a reference scores 1.0 / 1.0 / 5.36. Three quarters of the gap (thresholds 0.93 / 0.88 / 8.5 on the sample)
+separates them; on COCO (published human BLEU-4 0.22) it passes any real model (BLIP: ~0.4).
+"""
 from __future__ import annotations
 
-from ..schema import BLEU, CIDER
+from ..schema import BLEU, CIDER, METEOR
 
 # Source -> ceilings above which a score is implausible on real captions (pycocoevalcap 0-1 scale).
 _REAL_DATA_CEILING = {BLEU[3]: 0.5, CIDER: 2.0}
@@ -13,6 +23,8 @@ PLAUSIBLE = {
     "sample": {BLEU[3]: 1.0, CIDER: 10.0},  # the maxima: a tiny model can learn the synthetic set perfectly
     "folder": {},  # unknown data: no default ceiling
 }
+METRIC_MAXIMA = {BLEU[3]: 1.0, METEOR: 1.0, CIDER: 10.0}  # CIDEr-D's maximum: identical to every reference
+CEILING_MARGIN = 0.75  # share of the gap from the human ceiling to the maximum that a model may close (see above)
 LEAK_CAUSES = (
     "the reference caption fed to `generate` as a prompt (pass pixel_values only)",
     "a split by caption row instead of by image (the same image in train and test)",
@@ -21,11 +33,13 @@ LEAK_CAUSES = (
 
 
 def sanity_check(metrics: dict, source: str, plausible: dict | None = None, *,
-                 refs_per_image: float | None = None) -> list[str]:
-    """Warnings for scores implausible on this source (usually a leak) and for single-reference scoring.
+                 refs_per_image: float | None = None, ceiling: dict | None = None) -> list[str]:
+    """Warnings for scores implausible on this source or far above the human ceiling (usually a leak) and for
+    single-reference scoring.
 
     `metrics` is a flat metrics dict or a whole score_captions result (which also gives refs_per_image).
     `plausible` overrides the source's ceilings per metric key; None values keep the source default.
+    `ceiling` is the human ceiling's metrics (flat, or its score_captions result), when it was computed.
     """
     if "metrics" in metrics:
         refs_per_image = refs_per_image or metrics.get("refs_per_image", {}).get("mean")
@@ -39,9 +53,26 @@ def sanity_check(metrics: dict, source: str, plausible: dict | None = None, *,
         for key, ceiling in ceilings.items()
         if metrics.get(key) is not None and metrics[key] > ceiling
     ]
+    warnings += above_ceiling(metrics, ceiling)
     if refs_per_image is not None and refs_per_image < 2:
         warnings.append(
             f"only {refs_per_image:.2f} reference(s) per image on average: single-reference scoring inflates "
             "variance and skews CIDEr (its document frequencies assume several references); score against all"
         )
     return warnings
+
+
+def above_ceiling(metrics: dict, ceiling: dict | None, margin: float = CEILING_MARGIN) -> list[str]:
+    """Warnings for metrics that close more than `margin` of the gap from the human ceiling to the maximum."""
+    ceiling = (ceiling or {}).get("metrics", ceiling) or {}
+    out = []
+    for key, maximum in METRIC_MAXIMA.items():
+        value, human = metrics.get(key), ceiling.get(key)
+        if value is None or human is None:
+            continue
+        limit = human + margin * (maximum - human)
+        if value > limit:
+            out.append(f"{key} = {value:.3f} is far above the human ceiling ({human:.3f}, references scored "
+                       f"against each other; flagged above {limit:.3f}): a model that nearly matches the references "
+                       "word for word is usually copying them; usual causes: " + "; ".join(LEAK_CAUSES))
+    return out

@@ -9,17 +9,25 @@ from transformers import Trainer, TrainingArguments
 
 from .. import runs
 from ..model.collate import CaptionCollator
+from ..model.deploy import write_endpoint
 from ..model.modeling import count_parameters
 from ..config import Config
+from ..data import validation_subset
 from ..errors import ParameterError
 from ..model.precision import resolve
 from ..schema import BLEU, CIDER
 from .guard import all_finite, diverged, is_finite_number
 from .lora import apply_lora, is_lora, merge_lora
-from .distributed import ddp_backend, forward_inside_ddp, is_main_process, token_share
+from .distributed import ddp_backend, forward_inside_ddp, is_main_process, token_share, world_size
 from .validation import caption_and_score
 
-BEST_METRIC = "eval_cider"  # checkpoints are chosen on validation CIDEr, never on test
+# Checkpoints are chosen on validation, never on test: CIDEr, or CIDEr + BLEU-4 as the BLIP paper did.
+BEST_METRIC_KEYS = {"cider": "eval_cider", "cider+bleu4": "eval_cider_bleu4"}
+
+
+def best_metric_key(cfg: Config) -> str | None:
+    """The Trainer's metric_for_best_model for cfg.train.best_metric; None without validation."""
+    return BEST_METRIC_KEYS[cfg.train.best_metric] if cfg.train.eval_strategy != "no" else None
 
 
 def training_arguments(cfg: Config) -> TrainingArguments:
@@ -33,7 +41,7 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         learning_rate=t.learning_rate, weight_decay=t.weight_decay,
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio,  # < 1 is read as a ratio of all steps
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.eval_batch_size,
-        gradient_accumulation_steps=t.grad_accum_steps, activation_checkpointing=t.gradient_checkpointing,
+        gradient_accumulation_steps=t.accumulation_steps(world_size()), activation_checkpointing=t.gradient_checkpointing,
         bf16=precision == "bf16", fp16=precision == "fp16", tf32=torch.cuda.is_available() or None,
         logging_steps=t.logging_steps, logging_first_step=True,
         eval_strategy=t.eval_strategy, eval_steps=t.eval_steps,
@@ -41,7 +49,7 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         # without validation a checkpoint still lands every epoch, so a killed run can resume.
         save_strategy=t.eval_strategy if evaluating else "epoch", save_steps=t.eval_steps,
         save_total_limit=t.save_total_limit, save_only_model=False,
-        load_best_model_at_end=evaluating, metric_for_best_model=BEST_METRIC if evaluating else None,
+        load_best_model_at_end=evaluating, metric_for_best_model=best_metric_key(cfg),
         greater_is_better=True,
         seed=t.seed, data_seed=t.seed,
         dataloader_num_workers=t.dataloader_workers, dataloader_pin_memory=torch.cuda.is_available(),
@@ -114,6 +122,16 @@ class CaptionTrainer(Trainer):
         out = Path(self.args.output_dir)
         return get_last_checkpoint(str(out)) if out.is_dir() else None
 
+    def _issue_warnings_after_load(self, load_result):
+        # A checkpoint stores a tied tensor once, so reloading the best one reports the LM head's weight and bias
+        # (tied to the word embeddings) as "missing keys" although they share the loaded tensors. Only those
+        # expected keys leave the warning; any other missing or unexpected key is still reported.
+        tied = getattr(self.model, "all_tied_weights_keys", None) or {}
+        missing = [k for k in load_result.missing_keys if k not in tied or tied[k] in load_result.missing_keys]
+        if len(missing) < len(load_result.missing_keys):
+            self.model.tie_weights()
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
             # Through DDP's forward, so it syncs the gradients; each rank's mean weighted by its tokens
@@ -137,6 +155,7 @@ class CaptionTrainer(Trainer):
             _, scores = caption_and_score(self.model, self.processing_class, split, gen, max_images=max_images)
             output.metrics[f"{metric_key_prefix}_cider"] = scores[CIDER]
             output.metrics[f"{metric_key_prefix}_bleu4"] = scores[BLEU[3]]
+            output.metrics[f"{metric_key_prefix}_cider_bleu4"] = scores[CIDER] + scores[BLEU[3]]
         return output
 
 
@@ -164,7 +183,9 @@ def build_trainer(cfg: Config, model, processor, ds, callbacks=()) -> CaptionTra
     return CaptionTrainer(
         model=model, args=training_arguments(cfg), data_collator=collator, processing_class=processor,
         train_dataset=train_dataset, eval_dataset=eval_dataset,
-        caption_eval=(ds["validation"], cfg.generation, cfg.train.eval_max_images) if evaluating else None,
+        # A seeded random sample of eval_max_images validation images, not the first ones (file order).
+        caption_eval=(validation_subset(ds["validation"], cfg.train.eval_max_images, cfg.data.split_seed), cfg.generation,
+                      None) if evaluating else None,
         callbacks=callbacks,
     )
 
@@ -212,12 +233,13 @@ def train_model(cfg: Config, model, processor, ds, callbacks=()) -> dict:
     trainer.save_model(str(run / runs.MODEL_DIR))  # by rank 0 only, under DDP
     if is_main_process():
         processor.save_pretrained(str(run / runs.MODEL_DIR))
+        write_endpoint(run / runs.MODEL_DIR, cfg.generation)  # deployable as it is: handler.py, code/
         runs.write_json(run / runs.LOG_HISTORY, trainer.state.log_history)
     results = {
         "train_loss": out.training_loss, "global_step": out.global_step, "train_seconds": round(wall, 1),
         "train_pairs": trainer.train_dataset.num_pairs, "epochs": cfg.train.epochs,
         "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
-        "best_metric_name": BEST_METRIC if cfg.train.eval_strategy != "no" else None,
+        "best_metric_name": best_metric_key(cfg),
         "resumed_from": resume, "resumed_step": resumed_step,
         "trainable_parameters": parameters["trainable"], "trainable_share": parameters["trainable_share"],
     }

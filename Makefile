@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Without a CUDA GPU take the CPU torch wheel first: a plain `torch` requirement pulls a multi-GB CUDA build.
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q $(TORCH_CPU); fi
-	$(PY) -m pip install -q -e '.[notebooks,dev]'
+	$(PY) -m pip install -q -e '.[notebooks,dev,serve]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	# Strip notebook outputs on commit, keeping cell tags (the parameters tag). The committed notebooks are exactly
 	# what this filter writes (cell ids "0", "1", ...), so a fresh clone stays clean; a test holds that.
@@ -31,10 +31,14 @@ NBVAL_DIR := .nbval
 # the run directory $(NBVAL_DIR); then the unit tests, whose notebook tests check the files that run wrote
 # (BLIPNB_SMOKE_RUN). `pytest tests` alone runs the notebooks itself, once, with papermill.
 # pytest exits 5 when it collected nothing: that must fail loudly, not pass.
+# tests/browser (04 and 05 in JupyterLab in chromium) runs when node, chromium and its npm packages are present;
+# otherwise -rs prints the one line saying what is missing (.ci/run installs them and makes that skip a failure).
 test: venv
 	rm -rf $(NBVAL_DIR)
+	if command -v npm >/dev/null 2>&1 && [ ! -d tests/browser/node_modules ]; then \
+	  npm ci --prefix tests/browser --no-audit --no-fund || echo "make test: npm ci failed; the browser suite will say so"; fi
 	$(VENV)/bin/blipnb run-all --prepare-only -f notebooks/params/smoke.yaml --out $(NBVAL_DIR)
-	BLIPNB_SMOKE_RUN=$(CURDIR)/$(NBVAL_DIR) $(VENV)/bin/pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
+	BLIPNB_SMOKE_RUN=$(CURDIR)/$(NBVAL_DIR) $(VENV)/bin/pytest -q -rs -p no:cacheprovider --nbval-lax --nbval-current-env \
 	  $(NBVAL_DIR)/notebooks tests; rc=$$?; [ $$rc -eq 5 ] && echo "make test: no tests were collected" >&2; \
 	  [ $$rc -eq 0 ] || exit 1
 

@@ -187,3 +187,29 @@ def test_one_axis_sweep_is_a_single_row():
     fig = viz.plot_sweep_heatmap(grid, "num_beams", None, "CIDEr")
     image = fig.axes[0].images[0].get_array()
     assert image.shape == (1, 3) and [t.get_text() for t in fig.axes[0].texts][-1].endswith("*")
+
+
+def test_figures_read_at_the_size_shown():
+    """Issue 13's defects: a legend over the bars, a title naming a metric not shown, a win share running into the
+    border, a loss panel squashed by the first steps, half-word ticks on a word-count axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = viz.plot_metric_comparison(METRICS)
+    unit = fig.axes[0]
+    assert unit.get_legend() is None and len(fig.legends) == 1  # above the panels, not over a bar
+    assert unit.get_title() == "BLEU-1..4, METEOR, ROUGE-L (0-1)"  # SPICE is null here: not in the title
+    with_spice = {**METRICS, "results": {"fine-tuned": result(0.3, spice_reason=None)}}
+    assert "SPICE" in viz.plot_metric_comparison(with_spice).axes[0].get_title()
+
+    paired = viz.plot_paired_differences(METRICS["comparison"])
+    labels = [t.get_text() for t in paired.axes[1].get_xticklabels()]
+    assert labels == ["CIDEr\nP=0.97"] and not paired.axes[1].texts  # under the name, not beside the point
+
+    loss = viz.plot_training_curves(LOG).axes[0]
+    assert loss.get_yscale() == "log"
+    assert viz.plot_training_curves([{"loss": 0.0, "step": 1}]).axes[0].get_yscale() == "linear"  # log needs > 0
+
+    lengths = viz.plot_length_scatter(ROWS).axes[0]
+    for axis in (lengths.xaxis, lengths.yaxis):
+        assert isinstance(axis.get_major_locator(), MaxNLocator)
+        assert all(float(t).is_integer() for t in axis.get_major_locator()())

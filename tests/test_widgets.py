@@ -105,8 +105,54 @@ def test_caption_demo_reports_an_unreadable_upload(models, gen):
     demo = widgets.caption_demo(models, {}, gen)
     assert demo.run() == {} and demo.selected is None
     demo.upload.value = _upload("broken.png", b"not an image")
-    assert demo.selected is None and "broken.png" in demo.status.value
-    assert demo.run() == {}
+    assert demo.selected is None and "broken.png is not an image the demo can open" in demo.status.value
+    shown = demo.status.value.split(">", 1)[1]  # the sentence, after the span's hover title with the details
+    assert "BytesIO" not in shown and "Pillow" not in shown
+    assert demo.run() == {} and demo.picker.options == ()  # an unreadable file does not join the picker
+
+
+def test_upload_joins_the_picker_and_a_new_image_clears_the_captions(models, gen):
+    demo = widgets.caption_demo(models, {"red": _png("red"), "blue": _png("blue")}, gen)
+    assert all("no captions yet" in p.value for p in demo.panels.values())
+    demo.run()
+    assert all("<li>" in p.value for p in demo.panels.values())
+    demo.picker.value = "blue"  # another image: the red image's captions must not stay beside it
+    assert demo.selected[0] == "blue" and demo.results == {}
+    assert all("<li>" not in p.value for p in demo.panels.values())
+    demo.run()
+    demo.upload.value = _upload("mine.png", _png("green", size=50))
+    assert demo.picker.options == ("red", "blue", "mine.png") and demo.picker.value == "mine.png"
+    assert demo.selected[0] == "mine.png" and all("<li>" not in p.value for p in demo.panels.values())
+    demo.picker.value = "red"
+    assert demo.selected[0] == "red" and bytes(demo.image.value) == bytes(widgets.png_bytes(_png("red")))
+    demo.run()
+    shown, captions = bytes(demo.image.value), [p.value for p in demo.panels.values()]
+    demo.upload.value = _upload("notes.txt", b"not a picture")  # a failed upload leaves the red image as it was
+    assert demo.selected[0] == "red" and demo.picker.value == "red" and "notes.txt" in demo.status.value
+    assert bytes(demo.image.value) == shown and [p.value for p in demo.panels.values()] == captions
+
+
+def test_images_are_fitted_into_a_fixed_box_keeping_their_aspect_ratio(models, gen):
+    assert widgets.fitted_size((64, 64)) == (256, 256)
+    assert widgets.fitted_size((640, 480)) == (256, 192) and widgets.fitted_size((30, 120)) == (64, 256)
+    demo = widgets.caption_demo(models, {"wide": _png_sized((120, 60))}, gen)
+    layout = demo.image.layout
+    assert (layout.width, layout.height) == ("256px", "128px") and layout.flex == "0 0 auto"
+    assert (demo.panel.layout.width, demo.panel.layout.height) == ("256px", "256px")
+    row = demo.children[1]
+    assert row.layout.align_items == "flex-start"  # a stretching row drew 64 px images at 236x504
+
+
+def test_control_labels_are_not_cut(models, gen):
+    demo = widgets.caption_demo(models, {}, gen)
+    for control in (demo.temperature, demo.max_new_tokens, demo.top_p, demo.num_beams, demo.samples, demo.picker):
+        assert control.style.description_width == "initial", control.description
+
+
+def _png_sized(size) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, "orange").save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def test_caption_table_has_a_caption_per_model_and_decoding(models, gen):
@@ -160,6 +206,8 @@ def test_browser_filter_narrows_rows(split):
     browser.filter.value = "zebra"
     assert browser.shown == [] and browser.current is None and bytes(browser.image.value) == b""
     assert "zebra" in browser.details.value
+    assert browser.image.layout.display == "none"  # a message in its place, not a broken-image icon
+    assert browser.panel.message.layout.display is None and browser.panel.message.value
     browser.filter.value = ""
     assert len(browser.shown) == 4
 

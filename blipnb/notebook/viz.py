@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.ticker import MaxNLocator
 
 from .analysis import STOP_WORDS, words
 from ..schema import CAPTIONS, IMAGE, IMAGE_ID, undecoded
@@ -22,9 +23,18 @@ from ..schema import BLEU, CIDER, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SPICE
 
 MODEL_COLOURS = {"fine-tuned": "tab:blue", "baseline": "tab:gray"}
 SPLIT_COLOURS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
-# Metrics grouped by scale, each group on its own axis.
-SCALES = (("BLEU-1..4, METEOR, ROUGE-L, SPICE (0-1)", (*BLEU, METEOR, ROUGE_L, SPICE)),
-          ("CIDEr (0-10)", (CIDER,)), ("sacreBLEU (0-100)", (SACREBLEU,)))
+# Metrics grouped by scale, each group on its own axis; the axis title names only the metrics it shows.
+SCALES = (("0-1", (*BLEU, METEOR, ROUGE_L, SPICE)), ("0-10", (CIDER,)), ("0-100", (SACREBLEU,)))
+
+
+def _scale_title(scale: str, keys: list[str]) -> str:
+    """'BLEU-1..4, METEOR, ROUGE-L (0-1)': the metrics on one axis, BLEU-1..4 named once when all four are there."""
+    names = [k.replace("_", "-") for k in keys if k not in BLEU]
+    if all(k in keys for k in BLEU):
+        names.insert(0, "BLEU-1..4")
+    else:
+        names[:0] = [k.replace("_", "-") for k in keys if k in BLEU]
+    return f"{', '.join(names)} ({scale})"
 
 
 def _wrap(text: str, width: int = 32, lines: int = 3) -> str:
@@ -50,6 +60,10 @@ def plot_training_curves(log_history: list[dict]) -> Figure:
     ax_loss.set(title="Loss", xlabel="optimiser step", ylabel="cross-entropy (nats per token)")
     if train or val:
         ax_loss.legend()
+    if min((v for _, v in train + val), default=0) > 0:
+        # The first steps' loss is 10-100x the rest: on a linear axis train and validation loss then overlap.
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylabel("cross-entropy (nats per token, log scale)")
     else:
         _note(ax_loss, "no loss entries in the log")
     ax_score.set(title="Validation captions", xlabel="optimiser step", ylabel="CIDEr (0-10)")
@@ -97,9 +111,10 @@ def plot_metric_comparison(metrics: dict) -> Figure:
                             for side in ("low", "high")])
             ax.bar(xs, heights, width, yerr=err, capsize=3, label=name, color=MODEL_COLOURS.get(name))
         ax.set_xticks(range(len(ks)), [k.replace("_", "-") for k in ks])
-        ax.set(title=label, ylabel="score")
-    if groups:
-        axes[0].legend(title=f"{metrics.get('split', '')} split, n={metrics.get('n_images', '?')} images, 95% CI")
+        ax.set(title=_scale_title(label, ks), ylabel="score")
+    if groups:  # above the panels: inside one, it covers the tallest bar and its whisker
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncols=len(models),
+                   title=f"{metrics.get('split', '')} split, n={metrics.get('n_images', '?')} images, 95% CI")
     else:
         _note(axes[0], "no metric could be computed")
     if reasons:
@@ -127,14 +142,10 @@ def plot_paired_differences(comparison: dict, a: str = "fine-tuned", b: str = "b
         err = np.array([[_err(d, present[k], side) for d, k in zip(diffs, ks)] for side in ("low", "high")])
         ax.errorbar(range(len(ks)), diffs, yerr=err, fmt="o", capsize=4, color="tab:blue")
         ax.axhline(0, color="0.5", lw=0.8)
-        for i, k in enumerate(ks):
-            p = present[k].get("p_a_wins")
-            if p is not None:
-                ax.annotate(f"P={p:.2f}", (i, diffs[i]), xytext=(6, 0), textcoords="offset points", fontsize=8,
-                            va="center")
-        ax.set_xticks(range(len(ks)), [k.replace("_", "-") for k in ks])
+        # The win share goes under the metric's name: beside the point it ran into the panel's border.
+        ax.set_xticks(range(len(ks)), [k.replace("_", "-") + _win_share(present[k].get("p_a_wins")) for k in ks])
         ax.set_xlim(-0.5, len(ks) - 0.5)
-        ax.set(title=label, ylabel=f"{a} - {b}")
+        ax.set(title=_scale_title(label, ks), ylabel=f"{a} - {b}")
     if not groups:
         _note(axes[0], "no metric has a difference")
     missing = sorted(set(comparison) - set(present))
@@ -143,6 +154,10 @@ def plot_paired_differences(comparison: dict, a: str = "fine-tuned", b: str = "b
         note += " Not shown (null): " + ", ".join(missing) + "."
     fig.text(0.01, -0.02, note, fontsize=8, va="top", color="0.3")
     return fig
+
+
+def _win_share(p: float | None) -> str:
+    return "" if p is None else f"\nP={p:.2f}"
 
 
 def plot_sweep_heatmap(grid: list[dict], x: str, y: str | None, value: str, facet: str | None = None) -> Figure:
@@ -355,6 +370,8 @@ def plot_length_scatter(rows: list[dict], key: str = "CIDEr") -> Figure:
     ax.plot([0, top], [0, top], color="0.5", lw=1, label="y = x")
     ax.set(title="Caption length", xlabel="mean reference length (words)", ylabel="predicted length (words)",
            xlim=(0, top), ylim=(0, top))
+    for axis in (ax.xaxis, ax.yaxis):  # word counts: whole-number ticks, not steps of 2.5
+        axis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="upper left")
     return fig
 

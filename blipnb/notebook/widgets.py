@@ -2,6 +2,8 @@
 
 Every callback is a method that reads the controls and calls a plain function (`rank_rows`, `caption_all`), so tests
 and papermill drive them without a browser; results land in widget values and attributes, not in printed output.
+How they look in a real browser (aspect ratio, clipping, stale panels) is checked by tests/browser/.
+Over 300 lines on purpose: both widgets share the image panel, the PNG helpers and the control styling here.
 """
 from __future__ import annotations
 
@@ -23,14 +25,64 @@ from ..schema import CIDER, METRIC_KEYS
 
 DECODINGS = ("greedy", "beam", "sampling")
 ORDERS = ("lowest first", "highest first")
-IMAGE_WIDTH = 256  # on-screen pixels: the sample's 64 px images are scaled up by the browser
+IMAGE_BOX = 256  # on-screen square, in CSS pixels, each image is fitted into (the sample's 64 px ones scale up)
+# Without it ipywidgets cuts a description at ~80 px: "temperature" showed as "temperat...".
+LABEL = {"description_width": "initial"}
 
 
 def png_bytes(image, name: str | None = None) -> bytes:
     """Any image `to_rgb` reads, as PNG bytes for an ipywidgets.Image."""
+    return _png(to_rgb(image, name))
+
+
+def _png(img) -> bytes:
     buf = io.BytesIO()
-    to_rgb(image, name).save(buf, format="PNG")
+    img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def fitted_size(size: tuple[int, int], box: int = IMAGE_BOX) -> tuple[int, int]:
+    """(width, height) of an image of `size` scaled to fit a box x box square, its aspect ratio kept."""
+    width, height = size
+    scale = box / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class ImagePanel(widgets.Box):
+    """A fixed IMAGE_BOX square showing one image at its own aspect ratio, or a message instead of a broken icon.
+
+    The image gets an explicit CSS width and height (fitted_size) and may neither grow nor shrink: in a flex row a
+    bare <img> is stretched to the height of the text beside it, and squeezed when the captions get long.
+    """
+
+    def __init__(self):
+        self.image = widgets.Image(format="png", layout=widgets.Layout(flex="0 0 auto", object_fit="contain"))
+        self.message = widgets.HTML(layout=widgets.Layout(display="none", padding="8px"))
+        super().__init__([self.image, self.message], layout=widgets.Layout(
+            width=f"{IMAGE_BOX}px", height=f"{IMAGE_BOX}px", flex="0 0 auto", align_items="center",
+            justify_content="center"))
+
+    def show(self, image, name: str | None = None) -> None:
+        """Draw `image` (anything to_rgb reads); raises BadImageError, leaving the panel as it was, if unreadable."""
+        img = to_rgb(image, name)
+        png, (width, height) = _png(img), fitted_size(img.size)
+        self.image.layout.width, self.image.layout.height = f"{width}px", f"{height}px"
+        self.image.value = png
+        self.image.layout.display = None
+        self.message.layout.display = "none"
+
+    def clear(self, message: str = "") -> None:
+        """Show `message` (HTML) in place of the image."""
+        self.image.value = b""
+        self.image.layout.display = "none"
+        self.message.value = message
+        self.message.layout.display = None if message else "none"
+
+
+def unreadable(name: str, error: Exception) -> str:
+    """One sentence for a file that is not a readable image; the technical reason shows on hover."""
+    return (f"<span style='color:#b00' title='{html.escape(str(error), quote=True)}'>{html.escape(name)} is not "
+            f"an image the demo can open: choose a PNG, JPEG, GIF, BMP or WebP file.</span>")
 
 
 def split_images(split, limit: int | None = None) -> dict[str, object]:
@@ -92,23 +144,25 @@ class PredictionBrowser(widgets.VBox):
 
     def __init__(self, rows: list[dict], split=None):
         self.rows = list(rows)
-        self._split = split
+        self._raw = undecoded(split) if split is not None else None  # to_rgb decodes, so a broken file is named
         self._index = {i: n for n, i in enumerate(split[IMAGE_ID])} if split is not None else {}
         keys = score_keys(self.rows)
-        self.sort_by = widgets.Dropdown(options=keys or ["(file order)"], description="sort by",
+        self.sort_by = widgets.Dropdown(options=keys or ["(file order)"], description="sort by", style=LABEL,
                                         value=CIDER if CIDER in keys else (keys or ["(file order)"])[0])
         self.order = widgets.ToggleButtons(options=ORDERS, value=ORDERS[0])
         self.filter = widgets.Text(description="filter", placeholder="word in the prediction or references",
-                                   continuous_update=False)
-        self.rank = widgets.IntSlider(min=0, max=0, description="rank", continuous_update=False)
-        self.image = widgets.Image(format="png", width=IMAGE_WIDTH)
-        self.details = widgets.HTML()
+                                   continuous_update=False, style=LABEL, layout=widgets.Layout(width="420px"))
+        self.rank = widgets.IntSlider(min=0, max=0, description="rank", continuous_update=False, style=LABEL,
+                                      layout=widgets.Layout(width="420px"))
+        self.panel = ImagePanel()
+        self.image = self.panel.image
+        self.details = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0", margin="0 0 0 12px"))
         self.shown: list[dict] = []
         for control in (self.sort_by, self.order, self.filter):
             control.observe(lambda _: self.rerank(), "value")
         self.rank.observe(lambda _: self.show(), "value")
         super().__init__([widgets.HBox([self.sort_by, self.order]), self.filter, self.rank,
-                          widgets.HBox([self.image, self.details])])
+                          widgets.HBox([self.panel, self.details], layout=widgets.Layout(align_items="flex-start"))])
         self.rerank()
 
     @property
@@ -132,12 +186,23 @@ class PredictionBrowser(widgets.VBox):
         """Display the row at the slider's rank."""
         row = self.current
         if row is None:
-            self.image.value = b""
-            self.details.value = f"<i>no prediction or reference contains {html.escape(self.filter.value)!r}</i>"
+            self.panel.clear("<i>no match</i>")
+            self.details.value = (f"<i>No prediction or reference contains {html.escape(repr(self.filter.value))}"
+                                  f": clear the filter or try another word.</i>")
             return
-        stored = self._split[self._index[row["image_id"]]][IMAGE] if row["image_id"] in self._index else None
-        self.image.value = png_bytes(stored, row["image_id"]) if stored is not None else b""
+        stored = self._stored_image(row["image_id"])
+        try:
+            if stored is None:
+                self.panel.clear(f"<i>image {html.escape(str(row['image_id']))} is not in the split</i>")
+            else:
+                self.panel.show(stored, str(row["image_id"]))
+        except BadImageError as e:
+            self.panel.clear(unreadable(str(row["image_id"]), e))
         self.details.value = _row_html(row, self.rank.value, len(self.shown), self.sort_key)
+
+    def _stored_image(self, image_id):
+        """The split's stored (undecoded) image for `image_id`, or None."""
+        return self._raw[self._index[image_id]][IMAGE] if image_id in self._index else None
 
     def __repr__(self) -> str:
         return (f"PredictionBrowser({len(self.shown)} of {len(self.rows)} predictions, sorted by {self.sort_by.value}"
@@ -212,22 +277,28 @@ class CaptionDemo(widgets.VBox):
         self.models, self.images, self.gen = models, dict(images), gen
         self.selected: tuple[str, object] | None = None
         self.results: dict[str, list[str]] = {}
-        self.picker = widgets.Dropdown(options=list(self.images), description="test image")
+        self.picker = widgets.Dropdown(options=list(self.images), description="test image", style=LABEL)
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload")
         self.decoding = widgets.ToggleButtons(options=DECODINGS, value=decoding_name(gen))
-        self.num_beams = widgets.IntSlider(value=gen.num_beams, min=1, max=max(10, gen.num_beams), description="beams")
+        # Beam search with one beam is greedy: the slider starts where caption_table's beam row does.
+        self.num_beams = widgets.IntSlider(value=gen.num_beams if gen.num_beams > 1 else 3, min=2,
+                                           max=max(10, gen.num_beams), description="beams", style=LABEL)
         self.max_new_tokens = widgets.IntSlider(value=gen.max_new_tokens, min=1, max=max(60, gen.max_new_tokens),
-                                                description="max tokens")
-        self.top_p = widgets.FloatSlider(value=gen.top_p, min=0.05, max=1.0, step=0.05, description="top_p")
+                                                description="max tokens", style=LABEL)
+        self.top_p = widgets.FloatSlider(value=gen.top_p, min=0.05, max=1.0, step=0.05, description="top_p",
+                                         style=LABEL)
         self.temperature = widgets.FloatSlider(value=gen.temperature, min=0.1, max=2.0, step=0.1,
-                                               description="temperature")
-        self.samples = widgets.IntSlider(value=3, min=1, max=10, description="samples")
-        self.prompt = widgets.Text(value=gen.prompt, description="prompt", placeholder="e.g. a picture of")
+                                               description="temperature", style=LABEL)
+        self.samples = widgets.IntSlider(value=3, min=1, max=10, description="samples", style=LABEL)
+        self.prompt = widgets.Text(value=gen.prompt, description="prompt", placeholder="e.g. a picture of",
+                                   style=LABEL)
         self.button = widgets.Button(description="Caption", button_style="primary")
-        self.image = widgets.Image(format="png", width=IMAGE_WIDTH)
+        self.panel = ImagePanel()
+        self.image = self.panel.image
         self.status = widgets.HTML()
-        self.panels = {name: widgets.HTML() for name in models}
-        self.picker.observe(lambda c: self.select(c["new"], self.images[c["new"]]), "value")
+        self.panels = {name: widgets.HTML(layout=widgets.Layout(flex="1 1 0", min_width="160px", margin="0 0 0 12px"))
+                       for name in models}
+        self.picker.observe(lambda c: self._on_pick(c["new"]), "value")
         self.upload.observe(self._on_upload, "value")
         self.decoding.observe(lambda _: self._enable_controls(), "value")
         self.button.on_click(lambda _: self.run())
@@ -235,27 +306,52 @@ class CaptionDemo(widgets.VBox):
                                  widgets.HBox([self.num_beams, self.max_new_tokens]),
                                  widgets.HBox([self.top_p, self.temperature, self.samples]),
                                  self.prompt, self.button, self.status])
-        super().__init__([controls, widgets.HBox([self.image, *self.panels.values()])])
+        super().__init__([controls, widgets.HBox([self.panel, *self.panels.values()],
+                                                 layout=widgets.Layout(align_items="flex-start"))])
         self._enable_controls()
+        self._clear_captions()
         if self.images:
             self.select(self.picker.value, self.images[self.picker.value])
 
-    def select(self, name: str, image) -> bool:
-        """Show `image` and caption it next; an unreadable one is reported in the status line."""
+    def select(self, name: str, image, keep_on_error: bool = False) -> bool:
+        """Show `image` and caption it next; an unreadable one is reported in the status line, in one sentence
+        (with keep_on_error, as for an upload, the image shown before stays, with its captions).
+
+        The captions of the previous image are cleared: beside a new image they would read as its captions.
+        """
         try:
-            self.image.value = png_bytes(image, name)
+            self.panel.show(image, name)
         except BadImageError as e:
-            self.selected, self.image.value = None, b""
-            self.status.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
+            if not keep_on_error:
+                self._clear_captions()
+                self.selected = None
+                self.panel.clear("<i>no image</i>")
+            self.status.value = unreadable(name, e)
             return False
+        self._clear_captions()
         self.selected = (name, image)
-        self.status.value = f"image: <code>{html.escape(name)}</code>"
+        self.status.value = f"image: <code>{html.escape(name)}</code> &middot; press <b>Caption</b>"
         return True
 
+    def _on_pick(self, name) -> None:
+        if name is not None and (self.selected is None or self.selected[0] != name):
+            self.select(name, self.images[name])
+
     def _on_upload(self, change) -> None:
-        if change["new"]:  # ipywidgets 8: a tuple of {name, type, size, content: memoryview, last_modified}
-            upload = change["new"][0]
-            self.select(upload["name"], bytes(upload["content"]))
+        if not change["new"]:  # ipywidgets 8: a tuple of {name, type, size, content: memoryview, last_modified}
+            return
+        upload = change["new"][0]
+        name, content = upload["name"], bytes(upload["content"])
+        if self.select(name, content, keep_on_error=True):
+            # The picker names what is shown: the upload joins it (replacing an earlier upload of the same name).
+            self.images[name] = content
+            self.picker.options = list(self.images)
+            self.picker.value = name
+
+    def _clear_captions(self) -> None:
+        self.results = {}
+        for name, panel in self.panels.items():
+            panel.value = f"<b>{html.escape(name)}</b><br><i style='color:gray'>no captions yet</i>"
 
     def _enable_controls(self) -> None:
         mode = self.decoding.value

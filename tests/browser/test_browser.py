@@ -1,0 +1,238 @@
+"""Notebooks 04 and 05 in a real browser: JupyterLab in Debian's chromium, driven by npm's playwright-core.
+
+The fixture starts JupyterLab on a free loopback port without a token, rooted at a copy of the smoke run, and
+`drive.mjs` runs all cells of 04 and 05 there and works their widgets the way a person would: 04's slider, order,
+sort and filter; 05's three decoding modes, Caption, the image picker and two uploads through the file chooser.
+It writes what it saw to report.json beside its screenshots, and the tests below assert on that.
+
+Needs `node`, `chromium` (Debian's, at /usr/bin/chromium or $BLIPNB_CHROMIUM) and `npm ci --prefix tests/browser`.
+Without them the suite is skipped with one line saying what is missing; under BLIPNB_REQUIRE_BROWSER=1 (CI) the
+skip is a failure. Screenshots go to $BLIPNB_ARTIFACTS/browser, else tests/browser/screenshots/ (git-ignored).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+
+from blipnb import runs
+from blipnb.cli import main, notebook_parameters, run_all
+from blipnb.notebook import HEADLESS
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SMOKE = ROOT / "notebooks" / "params" / "smoke.yaml"
+CHROMIUM = os.environ.get("BLIPNB_CHROMIUM", "/usr/bin/chromium")
+NOTEBOOKS = ("04_error_analysis", "05_inference_demo")
+WIDE = (128, 64)  # the uploaded test image: 2:1, so a stretched or squeezed drawing shows in its aspect ratio
+ASPECT_TOLERANCE = 0.02
+DRIVE_TIMEOUT_S = 540
+
+pytestmark = pytest.mark.browser
+
+
+def missing_tools() -> list[str]:
+    """What the browser suite needs and this machine lacks, each with how to get it."""
+    missing = []
+    if shutil.which("node") is None:
+        missing.append("node (apt-get install nodejs npm)")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"chromium at {CHROMIUM} (apt-get install chromium, or set BLIPNB_CHROMIUM)")
+    if not (HERE / "node_modules" / "playwright-core").is_dir():
+        missing.append("playwright-core (npm ci --prefix tests/browser)")
+    if shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is None:
+        missing.append("jupyterlab (pip install -e '.[notebooks]')")
+    return missing
+
+
+def artifacts_dir() -> Path:
+    base = os.environ.get("BLIPNB_ARTIFACTS")
+    return Path(base) / "browser" if base else HERE / "screenshots"
+
+
+MISSING = missing_tools()
+REQUIRED = os.environ.get("BLIPNB_REQUIRE_BROWSER") == "1"
+if MISSING and not REQUIRED:  # one line for the whole module in make test's -rs summary
+    pytest.skip("browser suite skipped: missing " + "; ".join(MISSING), allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def lab_root(tmp_path_factory) -> Path:
+    """A copy of the smoke run (make test's nbval run, else a fresh one of 01-03) with 04 and 05 prepared in it."""
+    if MISSING:  # and BLIPNB_REQUIRE_BROWSER=1: every test of the suite fails, naming what is missing
+        pytest.fail("browser suite cannot run, and BLIPNB_REQUIRE_BROWSER=1 makes that a failure: missing "
+                    + "; ".join(MISSING), pytrace=False)
+    source = os.environ.get("BLIPNB_SMOKE_RUN")
+    if not source:
+        source = tmp_path_factory.mktemp("smoke") / "run"
+        rc = main(["run-all", "-f", str(SMOKE), "--out", str(source),
+                   "--only", "01_data_exploration", "02_finetune", "03_evaluate"])
+        assert rc == 0, f"the smoke run failed: see the notebooks under {source}"
+    root = tmp_path_factory.mktemp("lab") / "run"
+    # The notebooks write into their run directory: a copy keeps the session's smoke run as the other tests see it.
+    shutil.copytree(source, root, ignore=shutil.ignore_patterns("checkpoints", runs.NOTEBOOKS_DIR, "logs"))
+    for name in (runs.PREDICTIONS, runs.METRICS, runs.CONFIG):
+        assert (root / name).exists(), f"the smoke run lacks {name}: 02 and 03 must have run"
+    nb_dir = ROOT / "notebooks"
+    declared = set().union(*(notebook_parameters(nb_dir / f"{n}.ipynb") for n in NOTEBOOKS))
+    params = {k: v for k, v in yaml.safe_load(SMOKE.read_text()).items() if k in declared}
+    assert run_all(params, root, nb_dir, only=list(NOTEBOOKS), prepare_only=True) == 0
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(lab_root, tmp_path_factory):
+    """JupyterLab serving lab_root on a free loopback port, no token; stopped with its kernels at the end."""
+    port, home = _free_port(), tmp_path_factory.mktemp("jupyter")
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env.pop(HEADLESS, None)  # the kernels must behave as under a person's JupyterLab
+    news = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')  # no "get notified about Jupyter news?" toast over the page
+    log = open(home / "lab.log", "w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={lab_root}",
+         "--ServerApp.port_retries=0", "--ServerApp.allow_root=True", "--LabApp.expose_app_in_browser=True",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise AssertionError(f"JupyterLab did not start: {(home / 'lab.log').read_text()[-2000:]}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        # Its own process group holds the server and the kernels it started: stop them all.
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(server.pid, sig)
+                server.wait(wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def report(lab, tmp_path_factory, pytestconfig) -> dict:
+    """Run drive.mjs against the lab; its report.json (and screenshots) in artifacts_dir()."""
+    out = artifacts_dir()
+    shutil.rmtree(out, ignore_errors=True)
+    files = tmp_path_factory.mktemp("uploads")
+    wide = files / "wide.png"
+    image = Image.new("RGB", WIDE, "white")
+    ImageDraw.Draw(image).ellipse((WIDE[0] // 2 - 28, 4, WIDE[0] // 2 + 28, 60), fill="red")  # a circle: stays round
+    image.save(wide)
+    (files / "notes.txt").write_text("these are notes, not a picture\n")
+    proc = subprocess.run(["node", str(HERE / "drive.mjs"), lab, runs.NOTEBOOKS_DIR, str(out), str(wide),
+                           str(files / "notes.txt")], cwd=HERE, capture_output=True, text=True,
+                          timeout=DRIVE_TIMEOUT_S, env={**os.environ, "BLIPNB_CHROMIUM": CHROMIUM})
+    path = out / "report.json"
+    assert proc.returncode == 0 and path.exists(), (
+        f"drive.mjs failed (rc {proc.returncode}); screenshots in {out}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    data = json.loads(path.read_text())
+    # One line in the log (past -q and output capture) saying the suite really ran, and where its pictures are.
+    runs_s = ", ".join(f"{nb} {seen.get('runSeconds', 0):.0f} s" for nb, seen in data["notebooks"].items())
+    with pytestconfig.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+        pytestconfig.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"\ntests/browser: ran {runs_s} in {data.get('browser', 'chromium')}; screenshots in {out}")
+    return data
+
+
+def _steps(report: dict, nb: str) -> dict[str, dict]:
+    return {s["step"]: s for s in report["notebooks"][nb]["steps"]}
+
+
+@pytest.mark.parametrize("nb", ["04", "05"])
+def test_notebook_runs_in_the_browser_without_errors(report, nb):
+    seen = report["notebooks"][nb]
+    assert seen["ranAll"] and seen["unexecuted"] == 0 and not seen["cellErrors"], seen
+    assert seen["widgetErrors"] == 0, "a widget showed 'Error displaying widget'"
+    assert not report["pageErrors"], report["pageErrors"]
+    # Expected warnings (tied weights, PTBTokenizer's progress) are silenced at their source: no red stderr block.
+    assert not seen["stderr"], seen["stderr"]
+
+
+def test_images_keep_their_aspect_ratio(report):
+    drawn = [(nb, s["step"], im) for nb in ("04", "05") for s in report["notebooks"][nb]["steps"]
+             for im in s["images"] if im["visible"]]
+    assert len(drawn) >= 10, drawn
+    for nb, step, im in drawn:
+        (nw, nh), (bw, bh) = im["natural"], im["box"]
+        assert nw > 0 and nh > 0, f"{nb} {step}: a broken image is shown"
+        assert abs((bw / bh) / (nw / nh) - 1) <= ASPECT_TOLERANCE, f"{nb} {step}: {nw}x{nh} drawn at {bw}x{bh}"
+    uploaded = [im for im in _steps(report, "05")["uploaded"]["images"] if im["visible"]]
+    assert [im["natural"] for im in uploaded] == [list(WIDE)]
+
+
+def test_04_controls_change_the_row_and_no_match_says_so(report):
+    steps = _steps(report, "04")
+    for step, previous in (("slider", "initial"), ("order", "slider"), ("filter", "sort"),
+                           ("no_match", "filter"), ("filter_cleared", "no_match")):
+        assert steps[step]["text"] != steps[previous]["text"], f"04: {step} did not change what is shown"
+    assert "1 of" in steps["filter"]["text"] and steps["filter"]["word"] in steps["filter"]["text"].lower()
+    no_match = steps["no_match"]
+    assert not [im for im in no_match["images"] if im["visible"]], "04 shows an image (or a broken one) for no match"
+    assert any("No prediction or reference contains" in m for m in no_match["messages"]), no_match["messages"]
+
+
+def test_05_captions_follow_the_image(report):
+    steps = _steps(report, "05")
+    assert len(steps["initial"]["panels"]) == 2 and all(not p["captions"] for p in steps["initial"]["panels"])
+    for mode, n in (("greedy", 1), ("beam", 1), ("sampling", 3)):
+        assert [len(p["captions"]) for p in steps[mode]["panels"]] == [n, n], (mode, steps[mode]["panels"])
+        assert mode in steps[mode]["status"]
+    assert steps["sampling"]["panels"] != steps["greedy"]["panels"]
+    # A new image clears the previous image's captions until Caption is pressed again.
+    for step in ("picked", "uploaded"):
+        assert all(not p["captions"] for p in steps[step]["panels"]), (step, steps[step]["panels"])
+    assert steps["picked"]["images"][0]["src"] != steps["sampling"]["images"][0]["src"]
+    for step in ("picked_captioned", "uploaded_captioned"):
+        assert all(p["captions"] for p in steps[step]["panels"]), (step, steps[step]["panels"])
+    assert steps["uploaded"]["picker"] == "wide.png" and "wide.png" in steps["uploaded_captioned"]["status"]
+
+
+def test_05_a_non_image_upload_is_one_sentence_and_keeps_the_image(report):
+    steps = _steps(report, "05")
+    status = steps["bad_upload"]["status"]
+    assert "notes.txt is not an image" in status and "BytesIO" not in status and "<" not in status, status
+    assert status.count(". ") == 0 and status.count(":") <= 1, status
+    assert steps["bad_upload"]["picker"] == "wide.png"
+    assert steps["bad_upload"]["images"] == steps["uploaded_captioned"]["images"]  # still wide.png, as named
+    assert steps["bad_upload"]["panels"] == steps["uploaded_captioned"]["panels"]
+
+
+def test_labels_and_table_captions_are_not_clipped(report):
+    for nb in ("04", "05"):
+        assert not report["notebooks"][nb]["clippedLabels"], (nb, report["notebooks"][nb]["clippedLabels"])
+    table = report["notebooks"]["05"]["table"]
+    assert table, "05's greedy/beam/sampling table was not found"
+    assert not [cell for cell in table if cell.rstrip().endswith("...")], table

@@ -51,6 +51,11 @@ def test_01_wrote_the_data_summary(smoke_run):
 def test_02_exported_the_model_and_logs(smoke_run):
     for name in ("config.json", "model.safetensors", "processor_config.json"):
         assert (smoke_run / runs.MODEL_DIR / name).exists(), name
+    # Deployable as it is (make demo's export): both hosts' entry points, byte copies of blipnb's endpoint module
+    from blipnb.model import endpoint
+    source = Path(endpoint.__file__).read_bytes()
+    for name in (runs.HANDLER, runs.SAGEMAKER_ENTRY):
+        assert (smoke_run / runs.MODEL_DIR / name).read_bytes() == source, name
     history = runs.read_json(smoke_run / runs.LOG_HISTORY)
     assert any("eval_cider" in h for h in history)
     assert runs.read_json(smoke_run / runs.CONFIG)["model"]["from_scratch"] is True
@@ -113,15 +118,16 @@ def test_committed_notebooks_have_no_outputs_and_tell_a_story(name):
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_parameters_cell_holds_the_dataclass_defaults(name):
     """Every default has one home, its dataclass field: a cell value that differs fails here (unless listed,
-    with its reason, in blipnb.notebook.params.EXCEPTIONS)."""
+    with its reason, in blipnb.notebook.params.EXCEPTIONS, or a decoding parameter of 03/05: None, the run's)."""
     from papermill.translators import PythonTranslator
 
     from blipnb.config import default_of
-    from blipnb.notebook.params import EXCEPTIONS
+    from blipnb.notebook.params import EXCEPTIONS, RUN_DECODING
     cell = next(c for c in json.loads((NB_DIR / f"{name}.ipynb").read_text())["cells"]
                 if "parameters" in c["metadata"].get("tags", []))
     for p in PythonTranslator.inspect({"source": "".join(cell["source"])}):
-        expected = EXCEPTIONS.get(name, {}).get(p.name, default_of(p.name))
+        expected = None if p.name in RUN_DECODING.get(name, ()) else EXCEPTIONS.get(name, {}).get(p.name,
+                                                                                                  default_of(p.name))
         assert eval(p.default) == expected, f"{name}: {p.name} = {p.default}, the dataclass says {expected!r}"
 
 
@@ -196,14 +202,15 @@ def test_notebooks_that_load_data_declare_every_data_parameter():
 
 
 def test_caption_command_and_05_decode_alike():
-    """`blipnb caption` and notebook 05 start from the same decoding defaults: GenerationConfig's."""
+    """`blipnb caption` starts from GenerationConfig's decoding defaults; notebook 05 from the run's decoding (its
+    decoding parameters are None, see tests/test_decoding_consistency.py)."""
     from blipnb.cli import build_parser
     from blipnb.config import GenerationConfig
     args = build_parser().parse_args(["caption", "imgs", "--model", "m", "--out", "o.csv"])
     declared = {p.name: eval(p.default) for p in _inspect_parameters("05_inference_demo")}
     defaults = GenerationConfig()
-    assert args.num_beams == declared["num_beams"] == defaults.num_beams
-    assert args.max_new_tokens == declared["max_new_tokens"] == defaults.max_new_tokens
+    assert (args.num_beams, args.max_new_tokens) == (defaults.num_beams, defaults.max_new_tokens)
+    assert declared["num_beams"] is None and declared["max_new_tokens"] is None
 
 
 def _inspect_parameters(name):

@@ -258,3 +258,22 @@ def test_stats_and_hashes(tmp_path):
     assert 0 < stats["unseen_word_rate"]["test"] < 1
     hashes = split_hashes(ds)
     assert set(hashes) == set(SPLITS) and all(len(h) == 64 for h in hashes.values())
+
+
+def test_channel_stats_are_the_pixels_mean_and_std_read_as_the_model_reads_them(tmp_path):
+    """Red and white images alternate, one a palette PNG, sizes differ: per channel, mean and std over all pixels,
+    each image weighing the same; a channel that never varies is floored rather than 0."""
+    from PIL import Image
+
+    from blipnb.data.stats import channel_stats
+
+    paths = []
+    for i, colour in enumerate([(255, 0, 0), (255, 255, 255), (255, 0, 0), (255, 255, 255)]):
+        image = Image.new("RGB", (40 + 8 * i, 24), colour)
+        paths.append(str(tmp_path / f"c{i}.png"))
+        (image.convert("P") if i == 3 else image).save(paths[-1])
+    split = datasets.Dataset.from_dict({IMAGE: paths}, features=datasets.Features({IMAGE: datasets.Image()}))
+    assert channel_stats(split) == ((1.0, 0.5, 0.5), (0.01, 0.5, 0.5))
+    assert channel_stats(split, max_images=2) == ((1.0, 0.0, 0.0), (0.01, 0.01, 0.01))  # evenly spaced: c0, c2
+    with pytest.raises(ValueError, match="no images"):
+        channel_stats(split.select([]))

@@ -60,3 +60,23 @@ def test_tiny_position_embeddings_start_at_the_patch_scale_and_the_projection_st
     assert abs(emb.position_embedding.std().item() - POSITION_STD) < 0.1
     assert position > 0.5 * content  # was 0.02x
     assert not emb.patch_embedding.weight.requires_grad and emb.position_embedding.requires_grad
+
+
+def test_a_model_from_scratch_normalises_with_its_train_images_statistics(trained):
+    """Not CLIP's: under those the sample's light background was a large constant in every patch token, and small
+    shapes were named little better than chance (blipnb.model.tiny says why). The saved base model keeps them."""
+    from pathlib import Path
+
+    from blipnb import runs
+    from blipnb.data.stats import channel_stats
+    from blipnb.model.modeling import load_model
+
+    cfg, ds, _, processor, _ = trained
+    mean, std = channel_stats(ds["train"])
+    assert 0.7 < min(mean) and max(std) < 0.3  # the sample: light backgrounds, a few coloured shapes
+    _, base = load_model(Path(cfg.run_dir) / runs.BASE_MODEL_DIR)
+    for ip in (processor.image_processor, base.image_processor):
+        assert tuple(ip.image_mean) == mean and tuple(ip.image_std) == std
+    pixels = processor.image_processor([Image.new("RGB", (32, 32), tuple(round(255 * m) for m in mean))],
+                                       return_tensors="pt")["pixel_values"]
+    assert pixels.abs().max() < 0.05  # the average pixel is about zero, whatever the dataset's colours

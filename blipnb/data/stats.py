@@ -1,11 +1,15 @@
-"""What notebook 01 shows about a dataset: sizes, captions per image, caption lengths, vocabulary, image sizes."""
+"""What notebook 01 shows about a dataset: sizes, captions per image, caption lengths, vocabulary, image sizes;
+and the pixel statistics a model built from scratch normalises with."""
 from __future__ import annotations
 
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import numpy as np
+from PIL import Image
+
 from ..schema import CAPTIONS, IMAGE, SPLITS, undecoded, words
-from .images import open_image
+from .images import open_image, to_rgb
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -51,15 +55,40 @@ def split_table(stats: dict, bad_data: dict | None = None) -> dict:
     return table
 
 
+def _evenly_spaced(split: Dataset, max_images: int):
+    """The image column of up to max_images evenly spaced rows, undecoded."""
+    n = len(split)
+    picks = sorted({int(i * n / min(n, max_images)) for i in range(min(n, max_images))}) if max_images > 0 else []
+    return undecoded(split.select(picks).select_columns([IMAGE]))[IMAGE] if picks else []
+
+
 def image_sizes(split: Dataset, max_images: int = 200) -> list[tuple[int, int]]:
     """(width, height) of up to max_images evenly spaced images, read from the file headers only."""
-    n = len(split)
-    if n == 0 or max_images <= 0:
-        return []
-    picks = sorted({int(i * n / min(n, max_images)) for i in range(min(n, max_images))})
-    raw = undecoded(split.select(picks).select_columns([IMAGE]))
     out = []
-    for row in raw:
-        with open_image(row[IMAGE]) as im:
+    for image in _evenly_spaced(split, max_images):
+        with open_image(image) as im:
             out.append(im.size)
     return out
+
+
+def channel_stats(split: Dataset, max_images: int = 500, side: int = 64) -> tuple[tuple, tuple]:
+    """Per-channel mean and std of the pixels (0..1) of up to max_images evenly spaced images, each read as the
+    model would (upright RGB) and shrunk to side x side first so large photos cost little.
+
+    What a model trained from scratch normalises its input with (blipnb.model.tiny says why)."""
+    images = _evenly_spaced(split, max_images)
+    if not len(images):
+        raise ValueError("channel_stats: the split has no images")
+    total, total_sq, count = np.zeros(3), np.zeros(3), 0
+    for image in images:
+        with open_image(image) as im:
+            im.draft(None, (side, side))  # a JPEG decodes at 1/2 to 1/8 scale: a 12 MP photo costs little
+            rgb = to_rgb(im).resize((side, side), Image.Resampling.BILINEAR)
+        x = np.asarray(rgb, dtype=np.float64).reshape(-1, 3) / 255.0
+        total += x.sum(0)
+        total_sq += (x * x).sum(0)
+        count += len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
+    # A channel that never varies (a greyscale dataset's is fine; a constant one is not) must not divide by 0.
+    return tuple(round(float(m), 4) for m in mean), tuple(round(float(max(s, 1e-2)), 4) for s in std)

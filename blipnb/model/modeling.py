@@ -73,15 +73,20 @@ def default_device() -> str:
 
 
 def start_model(cfg, ds):
-    """The model training starts from: a tiny BLIP built from the train captions (saved as the run's base model,
-    the baseline 03 compares against), or `model_id` from the hub or a local dir. Returns (model, processor)."""
+    """The model training starts from: a tiny BLIP built from the train captions and normalising with the train
+    images' pixel statistics (saved as the run's base model, the baseline 03 compares against), or `model_id` from the hub or a local dir. Returns (model, processor)."""
     from .. import runs
+    from ..data.stats import channel_stats
     from ..schema import CAPTIONS
     from .tiny import build_tiny_blip
 
     if cfg.model.from_scratch:
         captions = [c for caps in ds["train"][CAPTIONS] for c in caps]
-        path = build_tiny_blip(captions, Path(cfg.run_dir) / runs.BASE_MODEL_DIR, cfg.model, seed=cfg.train.seed)
+        stats = channel_stats(ds["train"])
+        print(f"a tiny BLIP from scratch, normalising pixels (r, g, b) with the train images' mean {stats[0]} and "
+              f"std {stats[1]}")
+        path = build_tiny_blip(captions, Path(cfg.run_dir) / runs.BASE_MODEL_DIR, cfg.model, seed=cfg.train.seed,
+                               pixel_stats=stats)
     else:
         path = cfg.model.model_id
     model, processor = load_model(path, attn_implementation=cfg.model.attn_implementation)

@@ -100,7 +100,7 @@ class ModelConfig:
     patch_size: int = param(16, "from_scratch: vision patch size")
     hidden_size: int = param(128, "from_scratch: width of both towers")
     num_layers: int = param(2, "from_scratch: layers in each tower")
-    num_heads: int = param(4, "from_scratch: attention heads")
+    num_heads: int = param(8, "from_scratch: attention heads (8 bound shapes to places better than 4)")
     vocab_size: int = param(200, "from_scratch: WordPiece vocabulary trained on the train captions")
     attn_implementation: str = param("sdpa", "sdpa (blipnb's patch) or eager (HF's own BLIP attention)")
 

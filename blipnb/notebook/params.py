@@ -11,11 +11,13 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ..config import DataConfig, TrainConfig, help_of, render_parameters
+from ..config import DataConfig, ModelConfig, TrainConfig, help_of, render_parameters
 
 # 01 and 02 load the same data, so they declare the same data parameters: this one list.
 DATA = tuple(f.name for f in fields(DataConfig))
 TRAIN = tuple(f.name for f in fields(TrainConfig))
+# What model 02 starts from, including the size of a tiny one built from scratch.
+MODEL = tuple(f.name for f in fields(ModelConfig))
 # 02 validates with the decoding 03 reports with: both declare these, so a preset sets them for both.
 DECODING = ("decoding_preset", "num_beams", "max_new_tokens", "min_new_tokens", "length_counts_prompt",
             "length_penalty")
@@ -23,8 +25,7 @@ SAMPLING = ("do_sample", "top_p", "temperature")
 
 NOTEBOOK_PARAMETERS = {
     "01_data_exploration": ("run_dir", *DATA),
-    "02_finetune": ("run_dir", "overwrite", *DATA, "model_id", "from_scratch", "attn_implementation", *TRAIN, "prompt",
-                    *DECODING),
+    "02_finetune": ("run_dir", "overwrite", *DATA, *MODEL, *TRAIN, "prompt", *DECODING),
     "03_evaluate": ("run_dir", "eval_split", *DECODING, "gen_batch_size", "do_spice", "spice_subsample", "n_bootstrap", "bootstrap_seed",
                     "plausible_bleu4", "plausible_cider", "sweep_num_beams", "sweep_length_penalty",
                     "sweep_max_new_tokens", "sweep_max_images", "push_to_hub", "hub_model_id"),

@@ -74,7 +74,8 @@ def default_device() -> str:
 
 def start_model(cfg, ds):
     """The model training starts from: a tiny BLIP built from the train captions and normalising with the train
-    images' pixel statistics (saved as the run's base model, the baseline 03 compares against), or `model_id` from the hub or a local dir. Returns (model, processor)."""
+    images' pixel statistics (saved as the run's base model, the baseline 03 compares against), or `model_id`
+    from the hub or a local dir. Returns (model, processor)."""
     from .. import runs
     from ..data.stats import channel_stats
     from ..schema import CAPTIONS

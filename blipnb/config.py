@@ -217,12 +217,14 @@ class TrainConfig:
             self.finetune_method == "lora" and "qkv" not in self.lora_target_modules())
 
 
+MAX_CONSENSUS_SAMPLES = 64  # consensus draws per image; blipnb.model.endpoint.PARAMETERS bounds a request the same
+
 DECODING_PRESETS = {
     # BLIP paper (Li et al. 2022), COCO captioning: beam 3, max length 20, min length 5, lengths counting the
     # [DEC] token and the prompt (BLIP passes max_length/min_length to generate with the prompt as input_ids).
     "blip_paper": dict(num_beams=3, max_new_tokens=20, min_new_tokens=5, length_counts_prompt=True,
-                       do_sample=False),
-    "greedy": dict(num_beams=1, do_sample=False),
+                       do_sample=False, consensus_samples=0),
+    "greedy": dict(num_beams=1, do_sample=False, consensus_samples=0),
 }
 
 
@@ -241,6 +243,8 @@ class GenerationConfig:
     top_p: float = param(0.9, "nucleus mass when sampling")
     temperature: float = param(1.0, "sampling temperature")
     prompt: str = param("", "fixed text prefix, e.g. 'a picture of '; masked from the loss, stripped from output")
+    consensus_samples: int = param(0, "0: off; N >= 2: draw N captions by sampling (top_p, temperature) and return "
+                                      "the one the others agree with most (minimum Bayes risk, CIDEr-D-like)")
     gen_batch_size: int = param(64, "images per generate call")
     decoding_preset: Optional[str] = param(None, "blip_paper (beam 3, max 20, min 5) or greedy: overrides the "
                                                  "decoding settings")
@@ -256,6 +260,9 @@ class GenerationConfig:
         if self.min_new_tokens > self.max_new_tokens:
             raise ParameterError(f"min_new_tokens={self.min_new_tokens} exceeds max_new_tokens={self.max_new_tokens}")
         _in_range("top_p", self.top_p, 0.0, 1.0)
+        if self.consensus_samples == 1 or not 0 <= self.consensus_samples <= MAX_CONSENSUS_SAMPLES:
+            raise ParameterError(f"consensus_samples must be 0 (off) or 2..{MAX_CONSENSUS_SAMPLES} (captions drawn "
+                                 f"per image to choose among), got {self.consensus_samples}")
         if self.temperature <= 0:
             raise ParameterError(f"temperature must be > 0, got {self.temperature}")
 
@@ -270,25 +277,36 @@ class GenerationConfig:
         return GenerationConfig(**merged)
 
     def generate_kwargs(self) -> dict:
-        """Keyword arguments for `model.generate` (the prompt is handled by blipnb.model.generation)."""
+        """Keyword arguments for `model.generate` (the prompt is handled by blipnb.model.generation). With
+        consensus_samples, generate draws that many captions per image (blipnb.model.endpoint picks one)."""
         if self.length_counts_prompt:  # generate's max_length/min_length count its input_ids: [DEC] + prompt
             kw = dict(max_length=self.max_new_tokens, min_length=self.min_new_tokens)
         else:
             kw = dict(max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens)
-        kw.update(num_beams=self.num_beams, do_sample=self.do_sample)
-        if self.num_beams > 1:
+        sampling = self.samples
+        kw.update(num_beams=1 if self.consensus_samples else self.num_beams, do_sample=sampling)
+        if kw["num_beams"] > 1:
             kw.update(length_penalty=self.length_penalty, early_stopping=self.early_stopping)
-        if self.do_sample:
+        if sampling:
             kw.update(top_p=self.top_p, temperature=self.temperature)
+        if self.consensus_samples:
+            kw.update(num_return_sequences=self.consensus_samples)
         return kw
+
+    @property
+    def samples(self) -> bool:
+        """Whether captions are drawn at random (sampling, or the draws of consensus decoding)."""
+        return self.do_sample or self.consensus_samples > 0
 
     def differences(self, before: "GenerationConfig") -> list[str]:
         """The settings that change captions and differ from `before`, as "num_beams 3 -> 5"; beam settings only
         where either searches with beams, sampling settings only where either samples."""
         skip = {"gen_batch_size", "decoding_preset"}  # batching changes no caption; a preset is already applied
-        if self.num_beams == before.num_beams == 1:
+        if self.num_beams == before.num_beams == 1 or (self.consensus_samples and before.consensus_samples):
             skip |= {"length_penalty", "early_stopping"}
-        if not (self.do_sample or before.do_sample):
+            if self.consensus_samples and before.consensus_samples:
+                skip |= {"num_beams"}  # consensus draws ignore the beam width
+        if not (self.samples or before.samples):
             skip |= {"top_p", "temperature"}
         return [f"{f.name} {getattr(before, f.name)!r} -> {getattr(self, f.name)!r}" for f in fields(self)
                 if f.name not in skip and getattr(before, f.name) != getattr(self, f.name)]

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from blipnb import runs
-from blipnb.config import DECODING_PRESETS, GenerationConfig, ModelConfig
+from blipnb.config import DECODING_PRESETS, MAX_CONSENSUS_SAMPLES, GenerationConfig, ModelConfig
 from blipnb.model import endpoint
 from blipnb.model.deploy import write_endpoint
 from blipnb.model.endpoint import BadRequest
@@ -266,9 +266,11 @@ def test_decoding_defaults_and_kwargs_are_copies_of_generation_config():
     gen = GenerationConfig()
     fields = {f.name for f in dataclasses.fields(GenerationConfig)} - {"gen_batch_size", "decoding_preset"}
     assert set(endpoint.FALLBACK_DECODING) == set(endpoint.PARAMETERS) == fields
+    assert endpoint.PARAMETERS["consensus_samples"][2] == MAX_CONSENSUS_SAMPLES
     assert endpoint.FALLBACK_DECODING == {k: getattr(gen, k) for k in fields}
     variants = [gen, GenerationConfig(num_beams=1), GenerationConfig(do_sample=True, top_p=0.5, temperature=0.7),
                 GenerationConfig(num_beams=3, do_sample=True), GenerationConfig(length_counts_prompt=True),
+                GenerationConfig(consensus_samples=8, temperature=0.7), GenerationConfig(num_beams=3, consensus_samples=2),
                 *(GenerationConfig(decoding_preset=p) for p in DECODING_PRESETS)]
     for g in variants:
         assert endpoint.generate_kwargs(dataclasses.asdict(g)) == g.generate_kwargs()

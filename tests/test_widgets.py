@@ -60,14 +60,19 @@ def test_decoding_config_maps_each_mode_and_ignores_a_preset():
     assert (beam.do_sample, beam.num_beams) == (False, 4)
     greedy = widgets.decoding_config(base, "greedy")
     assert (greedy.do_sample, greedy.num_beams) == (False, 1)
-    assert [widgets.decoding_name(g) for g in (greedy, beam, sampling)] == list(widgets.DECODINGS)
+    consensus = widgets.decoding_config(base, "consensus", consensus_samples=5, temperature=0.6)
+    assert (consensus.consensus_samples, consensus.do_sample, consensus.temperature) == (5, False, 0.6)
+    assert widgets.decoding_config(base, "consensus").consensus_samples == widgets.CONSENSUS_DRAWS
+    assert widgets.decoding_config(consensus, "beam", num_beams=4).consensus_samples == 0  # leaving consensus
+    assert widgets.decoding_config(consensus, "consensus").consensus_samples == 5  # the run's own draws
+    assert [widgets.decoding_name(g) for g in (greedy, beam, sampling, consensus)] == list(widgets.DECODINGS)
     with pytest.raises(ValueError, match="decoding"):
         widgets.decoding_config(base, "topk")
 
 
 def test_caption_all_gives_one_caption_per_model_or_n_samples(models, gen):
     image = Image.new("RGB", (40, 40), "red")
-    for mode, n, expected in (("greedy", 3, 1), ("beam", 3, 1), ("sampling", 3, 3)):
+    for mode, n, expected in (("greedy", 3, 1), ("beam", 3, 1), ("sampling", 3, 3), ("consensus", 3, 1)):
         out = widgets.caption_all(models, image, widgets.decoding_config(gen, mode), n=n)
         assert list(out) == list(models)
         for captions in out.values():
@@ -98,6 +103,12 @@ def test_caption_demo_captions_an_uploaded_png(models, gen):
     for name, captions in demo.results.items():
         assert len(captions) == 3 and all(isinstance(c, str) for c in captions)
         assert demo.panels[name].value.count("<li>") == 3
+    demo.decoding.value = "consensus"
+    demo.draws.value = 4
+    assert demo.samples.disabled and not demo.draws.disabled and not demo.temperature.disabled
+    assert demo.generation_config().consensus_samples == 4
+    demo.button.click()
+    assert all(len(captions) == 1 for captions in demo.results.values())
     assert "mine.png" in demo.status.value
 
 
@@ -157,7 +168,7 @@ def _png_sized(size) -> bytes:
 
 def test_caption_table_has_a_caption_per_model_and_decoding(models, gen):
     rows = widgets.caption_table(models, _png("red"), gen)
-    assert [r["decoding"].split()[0] for r in rows] == ["greedy", "beam", "sampling"]
+    assert [r["decoding"].split()[0] for r in rows] == ["greedy", "beam", "sampling", "consensus"]
     for row in rows:
         assert all(isinstance(row[name], str) for name in models), row
     torch.manual_seed(123)  # another global RNG state: the table's own seed must decide the sample

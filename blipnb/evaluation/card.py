@@ -13,7 +13,8 @@ from .run import BASELINE, FINETUNED
 _RECIPE = ("epochs", "learning_rate", "weight_decay", "lr_scheduler", "warmup_ratio", "batch_size",
            "grad_accum_steps", "label_smoothing", "finetune_method", "max_txt_len", "precision", "seed")
 _LORA = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")  # listed when finetune_method is lora
-_DECODING = ("num_beams", "max_new_tokens", "min_new_tokens", "length_penalty", "do_sample", "prompt")
+_DECODING = ("num_beams", "max_new_tokens", "min_new_tokens", "length_penalty", "do_sample", "consensus_samples",
+             "temperature", "prompt")
 
 
 def model_card(cfg: Config, metrics: dict, train_results: dict | None = None) -> str:

@@ -25,12 +25,15 @@ def decoding_sweep(model, processor, validation, cfg: Config, progress: bool = T
     validation = validation_subset(validation, cfg.sweep.sweep_max_images, cfg.data.split_seed)
     grid = []
     settings = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    if {"num_beams", "length_penalty"} & set(axes) and cfg.generation.samples:
+        # Beam settings change nothing while captions are drawn at random: this grid is a beam search's.
+        settings = [{**s, "do_sample": False, "consensus_samples": 0} for s in settings]
     for setting in tqdm(settings, desc="decoding sweep (validation)", disable=not progress):
         _, scores = caption_and_score(model, processor, validation, cfg.generation.with_overrides(**setting))
         grid.append({**setting, CIDER: scores[CIDER], BLEU[3]: scores[BLEU[3]]})
     best = max(grid, key=lambda row: row[CIDER])
     sweep = {"split": "validation", "n_images": len(validation), "grid": grid,
-             "best": {k: best[k] for k in axes}, "chosen_by": CIDER}
+             "best": {k: v for k, v in best.items() if k not in (CIDER, BLEU[3])}, "chosen_by": CIDER}
     runs.write_json(runs.RunDir(cfg.run_dir) / runs.SWEEP, sweep)
     return sweep
 

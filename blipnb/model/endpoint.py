@@ -41,12 +41,14 @@ PARAMETERS = {
     "max_new_tokens": (int, 1, 128), "min_new_tokens": (int, 0, 128), "length_counts_prompt": (bool, None, None),
     "num_beams": (int, 1, 16), "length_penalty": (float, -10.0, 10.0), "early_stopping": (bool, None, None),
     "do_sample": (bool, None, None), "top_p": (float, 0.01, 1.0), "temperature": (float, 0.01, 10.0),
-    "prompt": (str, 0, 200),
+    "prompt": (str, 0, 200), "consensus_samples": (int, 0, 64),
 }
 FALLBACK_DECODING = {"max_new_tokens": 30, "min_new_tokens": 0, "length_counts_prompt": False, "num_beams": 5,
                      "length_penalty": 1.0, "early_stopping": True, "do_sample": False, "top_p": 0.9,
-                     "temperature": 1.0, "prompt": ""}
+                     "temperature": 1.0, "prompt": "", "consensus_samples": 0}
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image", "application/octet-stream")  # and any image/*
+CONSENSUS_SEED = 0  # consensus decoding's draws repeat from call to call
+_CONSENSUS_WORD = re.compile(r"\w+|[^\w\s]")
 _URL = re.compile(r"^\s*([a-z][a-z0-9+.-]*://|www\.)", re.IGNORECASE)
 _NO_URLS = "the server never fetches URLs; send the image bytes or base64"
 
@@ -193,36 +195,101 @@ def decoding(defaults: dict, params: dict) -> dict:
     if settings["min_new_tokens"] > settings["max_new_tokens"]:
         raise BadRequest(f"min_new_tokens={settings['min_new_tokens']} exceeds "
                          f"max_new_tokens={settings['max_new_tokens']}", 422)
+    if settings["consensus_samples"] == 1:
+        raise BadRequest("consensus_samples must be 0 (off) or at least 2 (captions to choose among)", 422)
     return settings
 
 
 def generate_kwargs(settings: dict) -> dict:
-    """Keyword arguments for `model.generate` from decoding settings (the prompt is passed as input_ids)."""
+    """Keyword arguments for `model.generate` from decoding settings (the prompt is passed as input_ids). With
+    consensus_samples, generate draws that many captions per image (generate_captions then picks one)."""
     if settings["length_counts_prompt"]:  # generate's max_length/min_length count its input_ids: [DEC] + prompt
         kw = {"max_length": settings["max_new_tokens"], "min_length": settings["min_new_tokens"]}
     else:
         kw = {"max_new_tokens": settings["max_new_tokens"], "min_new_tokens": settings["min_new_tokens"]}
-    kw.update(num_beams=settings["num_beams"], do_sample=settings["do_sample"])
-    if settings["num_beams"] > 1:
+    consensus = settings["consensus_samples"]
+    sampling = settings["do_sample"] or consensus > 0
+    kw.update(num_beams=1 if consensus else settings["num_beams"], do_sample=sampling)
+    if kw["num_beams"] > 1:
         kw.update(length_penalty=settings["length_penalty"], early_stopping=settings["early_stopping"])
-    if settings["do_sample"]:
+    if sampling:
         kw.update(top_p=settings["top_p"], temperature=settings["temperature"])
+    if consensus:
+        kw.update(num_return_sequences=consensus)
     return kw
 
 
 def generate_captions(model, processor, pixel_values: torch.Tensor, prompt: str, kwargs: dict,
                       num_return_sequences: int = 1) -> list[str]:
     """Captions from pixel_values only, plus an optional fixed prompt: BLIP's generate swaps the prompt's first
-    token for [DEC] and drops its [SEP]; the prompt is stripped from the output."""
+    token for [DEC] and drops its [SEP]; the prompt is stripped from the output. num_return_sequences captions per
+    image, image by image.
+
+    With consensus decoding (kwargs from generate_kwargs carry num_return_sequences: the draws per image), the draws
+    are seeded (CONSENSUS_SEED, per call, without touching the caller's random state) and each image gets its
+    num_return_sequences distinct draws that agree most with the others (consensus_order)."""
     input_ids = None
     if prompt:
         input_ids = processor.tokenizer(prompt, return_tensors="pt").input_ids
         input_ids = input_ids.repeat(pixel_values.shape[0], 1).to(pixel_values.device)
-    out = model.generate(pixel_values=pixel_values, input_ids=input_ids, num_return_sequences=num_return_sequences,
-                         **kwargs)
+    draws = kwargs.get("num_return_sequences")
+    if draws is None:
+        out = model.generate(pixel_values=pixel_values, input_ids=input_ids,
+                             num_return_sequences=num_return_sequences, **kwargs)
+    else:
+        cuda = [pixel_values.device] if pixel_values.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(CONSENSUS_SEED)
+            out = model.generate(pixel_values=pixel_values, input_ids=input_ids, **kwargs)
     if input_ids is not None:
         out = out[:, input_ids.shape[1] - 1:]  # [DEC] + the prompt tokens are not part of the caption
-    return [t.strip() for t in processor.tokenizer.batch_decode(out, skip_special_tokens=True)]
+    captions = [t.strip() for t in processor.tokenizer.batch_decode(out, skip_special_tokens=True)]
+    if draws is None:
+        return captions
+    picked = []
+    for start in range(0, len(captions), draws):  # generate returns each image's draws together
+        own = captions[start:start + draws]
+        distinct = list(dict.fromkeys(own[i] for i in consensus_order(own)))
+        picked += (distinct * num_return_sequences)[:num_return_sequences]  # too few distinct: repeat them
+    return picked
+
+
+def consensus_order(captions: list[str], sigma: float = 6.0) -> list[int]:
+    """Indices of `captions`, the one the others agree with most first (minimum Bayes risk decoding with a
+    CIDEr-D-like utility). Each caption scores its mean similarity to every other draw, repeats included, so a
+    wording drawn often counts often. The similarity is CIDEr-D's: the mean over n = 1..4 of the cosine between
+    n-gram count vectors, with the candidate's counts clipped at the other's, times exp(-d^2 / (2 sigma^2)) for a
+    length difference of d words. Unlike CIDEr-D every n-gram weighs the same: one image's draws give no corpus of
+    references to weigh n-grams by. Ties keep the drawing order."""
+    words = [_CONSENSUS_WORD.findall(c.lower()) for c in captions]
+    grams = [[_ngram_counts(w, n) for w in words] for n in range(1, 5)]
+    lengths = np.array([len(w) for w in words], dtype=float)
+    similarity = np.zeros((len(captions), len(captions)))
+    for per_caption in grams:
+        vocab: dict = {}
+        for counts in per_caption:
+            for g in counts:
+                vocab.setdefault(g, len(vocab))
+        vectors = np.zeros((len(captions), max(len(vocab), 1)))
+        for i, counts in enumerate(per_caption):
+            for g, c in counts.items():
+                vectors[i, vocab[g]] = c
+        norms = np.linalg.norm(vectors, axis=1)
+        clipped = np.minimum(vectors[:, None, :], vectors[None, :, :]) * vectors[None, :, :]
+        denominator = norms[:, None] * norms[None, :]
+        similarity += np.divide(clipped.sum(-1), denominator, out=np.zeros_like(denominator),
+                                where=denominator > 0)
+    similarity *= np.exp(-((lengths[:, None] - lengths[None, :]) ** 2) / (2 * sigma ** 2)) / 4
+    np.fill_diagonal(similarity, 0.0)
+    return [int(i) for i in np.argsort(-similarity.sum(axis=1), kind="stable")]
+
+
+def _ngram_counts(words: list[str], n: int) -> dict:
+    counts: dict = {}
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i:i + n])
+        counts[gram] = counts.get(gram, 0) + 1
+    return counts
 
 
 def read_decoding_defaults(model_dir) -> dict:

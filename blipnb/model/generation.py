@@ -66,7 +66,7 @@ def caption_split(model, processor, split: datasets.Dataset, gen: GenerationConf
 def caption_image(image, model, processor, num_return_sequences: int = 1, **decoding) -> str | list[str]:
     """Caption one image (path, PIL image or bytes); decoding keywords override GenerationConfig's defaults."""
     gen = GenerationConfig().with_overrides(**decoding)
-    if num_return_sequences > 1 and not gen.do_sample:
+    if num_return_sequences > 1 and not gen.samples:
         gen = gen.with_overrides(num_beams=max(gen.num_beams, num_return_sequences))
     with eval_mode(model):
         caps = caption_batch(model, processor, [image], gen, num_return_sequences=num_return_sequences)

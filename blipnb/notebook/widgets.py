@@ -16,14 +16,15 @@ from pathlib import Path
 import ipywidgets as widgets
 import torch
 
-from ..config import GenerationConfig
+from ..config import MAX_CONSENSUS_SAMPLES, GenerationConfig
 from ..schema import IMAGE, IMAGE_ID, undecoded
 from ..model.generation import caption_batch
 from ..model.modeling import eval_mode
 from ..data.images import BadImageError, to_rgb
 from ..schema import CIDER, METRIC_KEYS
 
-DECODINGS = ("greedy", "beam", "sampling")
+DECODINGS = ("greedy", "beam", "sampling", "consensus")
+CONSENSUS_DRAWS = 16  # the consensus row and button when the run itself does not decode by consensus
 ORDERS = ("lowest first", "highest first")
 IMAGE_BOX = 256  # on-screen square, in CSS pixels, each image is fitted into (the sample's 64 px ones scale up)
 # Without it ipywidgets cuts a description at ~80 px: "temperature" showed as "temperat...".
@@ -229,25 +230,29 @@ def browse_predictions(rows: list[dict], split=None) -> PredictionBrowser:
 
 def decoding_config(gen: GenerationConfig, decoding: str, num_beams: int | None = None,
                     max_new_tokens: int | None = None, top_p: float | None = None, temperature: float | None = None,
-                    prompt: str | None = None) -> GenerationConfig:
+                    prompt: str | None = None, consensus_samples: int | None = None) -> GenerationConfig:
     """`gen` with one of DECODINGS applied; the other arguments override gen's values where given."""
     if decoding not in DECODINGS:
         raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
-    settings = {"greedy": {"num_beams": 1, "do_sample": False},
-                "beam": {"num_beams": num_beams, "do_sample": False},
-                "sampling": {"num_beams": 1, "do_sample": True}}[decoding]
+    draws = consensus_samples or gen.consensus_samples or CONSENSUS_DRAWS
+    settings = {"greedy": {"num_beams": 1, "do_sample": False, "consensus_samples": 0},
+                "beam": {"num_beams": num_beams, "do_sample": False, "consensus_samples": 0},
+                "sampling": {"num_beams": 1, "do_sample": True, "consensus_samples": 0},
+                "consensus": {"num_beams": 1, "do_sample": False, "consensus_samples": draws}}[decoding]
     return gen.with_overrides(max_new_tokens=max_new_tokens, prompt=prompt, top_p=top_p, temperature=temperature,
                               **settings)
 
 
 def decoding_name(gen: GenerationConfig) -> str:
     """Which of DECODINGS `gen` does."""
+    if gen.consensus_samples:
+        return "consensus"
     return "sampling" if gen.do_sample else "beam" if gen.num_beams > 1 else "greedy"
 
 
 def caption_all(models: dict[str, tuple], image, gen: GenerationConfig, n: int = 1) -> dict[str, list[str]]:
     """{model name: captions of `image`}: n samples when sampling, else the single best caption."""
-    n = n if gen.do_sample else 1
+    n = n if decoding_name(gen) == "sampling" else 1
     out = {}
     for name, (model, processor) in models.items():
         with eval_mode(model):
@@ -256,11 +261,13 @@ def caption_all(models: dict[str, tuple], image, gen: GenerationConfig, n: int =
 
 
 def caption_table(models: dict[str, tuple], image, gen: GenerationConfig, seed: int = 0) -> list[dict]:
-    """One row per decoding setting (greedy, beam, sampling), one column per model: the static demo."""
+    """One row per decoding setting (greedy, beam, sampling, consensus), one column per model: the static demo."""
     beams = gen.num_beams if gen.num_beams > 1 else 3
+    consensus = decoding_config(gen, "consensus")
     settings = [("greedy", decoding_config(gen, "greedy")),
                 (f"beam {beams}", decoding_config(gen, "beam", num_beams=beams)),
-                (f"sampling top_p={gen.top_p:g} T={gen.temperature:g}", decoding_config(gen, "sampling"))]
+                (f"sampling top_p={gen.top_p:g} T={gen.temperature:g}", decoding_config(gen, "sampling")),
+                (f"consensus of {consensus.consensus_samples} draws", consensus)]
     rows = []
     with torch.random.fork_rng(devices=[]):  # a fixed sample here, without resetting the caller's RNG
         torch.manual_seed(seed)
@@ -290,6 +297,8 @@ class CaptionDemo(widgets.VBox):
         self.temperature = widgets.FloatSlider(value=gen.temperature, min=0.1, max=2.0, step=0.1,
                                                description="temperature", style=LABEL)
         self.samples = widgets.IntSlider(value=3, min=1, max=10, description="samples", style=LABEL)
+        self.draws = widgets.IntSlider(value=gen.consensus_samples or CONSENSUS_DRAWS, min=2,
+                                       max=MAX_CONSENSUS_SAMPLES, description="draws", style=LABEL)
         self.prompt = widgets.Text(value=gen.prompt, description="prompt", placeholder="e.g. a picture of",
                                    style=LABEL)
         self.button = widgets.Button(description="Caption", button_style="primary")
@@ -304,7 +313,7 @@ class CaptionDemo(widgets.VBox):
         self.button.on_click(lambda _: self.run())
         controls = widgets.VBox([widgets.HBox([self.picker, self.upload]), self.decoding,
                                  widgets.HBox([self.num_beams, self.max_new_tokens]),
-                                 widgets.HBox([self.top_p, self.temperature, self.samples]),
+                                 widgets.HBox([self.top_p, self.temperature, self.samples, self.draws]),
                                  self.prompt, self.button, self.status])
         super().__init__([controls, widgets.HBox([self.panel, *self.panels.values()],
                                                  layout=widgets.Layout(align_items="flex-start"))])
@@ -356,13 +365,15 @@ class CaptionDemo(widgets.VBox):
     def _enable_controls(self) -> None:
         mode = self.decoding.value
         self.num_beams.disabled = mode != "beam"
-        for control in (self.top_p, self.temperature, self.samples):
-            control.disabled = mode != "sampling"
+        for control in (self.top_p, self.temperature):
+            control.disabled = mode not in ("sampling", "consensus")
+        self.samples.disabled = mode != "sampling"
+        self.draws.disabled = mode != "consensus"
 
     def generation_config(self) -> GenerationConfig:
         """The GenerationConfig the controls describe."""
         return decoding_config(self.gen, self.decoding.value, self.num_beams.value, self.max_new_tokens.value,
-                               self.top_p.value, self.temperature.value, self.prompt.value)
+                               self.top_p.value, self.temperature.value, self.prompt.value, self.draws.value)
 
     def run(self) -> dict[str, list[str]]:
         """Caption the selected image with every model (the Caption button)."""

@@ -1,0 +1,112 @@
+"""Consensus decoding (GenerationConfig.consensus_samples): draw N captions, keep the one the others agree with most.
+
+The ranking is blipnb.model.endpoint.consensus_order; the draws are seeded per call and leave the caller's random
+state alone, so a run's captions repeat and training is not disturbed by its validation.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from blipnb.config import MAX_CONSENSUS_SAMPLES, ModelConfig, GenerationConfig
+from blipnb.errors import ParameterError
+from blipnb.model import endpoint
+from blipnb.model.generation import caption_batch
+from blipnb.model.modeling import eval_mode, load_model
+from blipnb.model.tiny import build_tiny_blip
+
+CAPTIONS = ["a red circle at the top left", "a small blue square at the bottom right",
+            "there is a big green triangle", "two shapes: a yellow circle and a red square"]
+
+
+def test_the_wording_most_draws_share_comes_first():
+    draws = ["a big red circle", "a red circle on the left", "a large red circle", "a red circle on the left",
+             "a red square on the left", "a red circle on the left ."]
+    order = endpoint.consensus_order(draws)
+    assert order[0] in (1, 3) and set(order) == set(range(len(draws)))
+    assert endpoint.consensus_order(["x y", "x y", "u v"])[:2] == [0, 1]  # ties keep the drawing order
+
+
+def test_a_wording_drawn_more_often_counts_more():
+    """Repeats are evidence: 'a blue square' drawn three times beats a wording closer to the rest on average."""
+    draws = ["a blue square", "a blue square", "a blue square", "a small blue square", "a blue square left"]
+    assert endpoint.consensus_order(draws)[0] == 0
+    assert endpoint.consensus_order(["a cat", "a dog", "a dog"])[0] == 1
+
+
+def test_length_difference_is_penalised_like_cider_d():
+    """Same n-grams, different length: the Gaussian penalty (sigma 6 words) lowers the similarity."""
+    short, long = "a red circle", "a red circle " + " ".join(["and more"] * 6)
+    near = endpoint.consensus_order([short, "a red circle", long])
+    assert near[-1] == 2
+
+
+def test_empty_and_single_draws_rank_without_error():
+    assert endpoint.consensus_order(["", ""]) == [0, 1]
+    assert endpoint.consensus_order(["a caption"]) == [0]
+
+
+@pytest.mark.parametrize("bad", [1, -1, MAX_CONSENSUS_SAMPLES + 1])
+def test_consensus_samples_out_of_range_is_refused_by_name(bad):
+    with pytest.raises(ParameterError, match="consensus_samples"):
+        GenerationConfig(consensus_samples=bad)
+    with pytest.raises(endpoint.BadRequest, match="consensus_samples"):
+        endpoint.decoding(endpoint.FALLBACK_DECODING, endpoint.check_parameters({"consensus_samples": bad}))
+
+
+def test_consensus_differences_name_the_draws_and_their_temperature():
+    run = GenerationConfig(consensus_samples=16, temperature=0.7)
+    assert run.differences(GenerationConfig(consensus_samples=16, temperature=0.7, num_beams=2)) == []
+    assert GenerationConfig(num_beams=3).differences(run) == [
+        "num_beams 5 -> 3", "temperature 0.7 -> 1.0", "consensus_samples 16 -> 0"]
+    assert GenerationConfig(consensus_samples=16).differences(run) == ["temperature 0.7 -> 1.0"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    cfg = ModelConfig(image_size=32, patch_size=16, hidden_size=32, num_layers=1, num_heads=2, vocab_size=80)
+    return build_tiny_blip(CAPTIONS, tmp_path_factory.mktemp("tiny") / "m", cfg, seed=0)
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return load_model(model_dir, attn_implementation="eager")
+
+
+def test_a_deployed_captioner_decodes_by_consensus_on_request(model_dir):
+    """A request may ask for consensus decoding; it draws as blipnb does and repeats itself."""
+    captioner = endpoint.Captioner(model_dir, device="cpu")
+    image = Image.new("RGB", (40, 40), "green")
+    settings = captioner.settings({"consensus_samples": 5, "temperature": 1.5, "max_new_tokens": 6})
+    once = captioner.caption([image, image], [settings, settings])
+    assert once == captioner.caption([image, image], [settings, settings])
+    gen = GenerationConfig(consensus_samples=5, temperature=1.5, max_new_tokens=6)
+    net, processor = load_model(model_dir, attn_implementation="eager")
+    with eval_mode(net):
+        assert caption_batch(net, processor, [image, image], gen) == once
+
+
+def test_consensus_captions_repeat_keep_the_callers_rng_and_are_the_top_draw(model):
+    net, processor = model
+    gen = GenerationConfig(consensus_samples=6, max_new_tokens=6, temperature=1.5)
+    images = [Image.new("RGB", (40, 40), c) for c in ("red", "blue")]
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    with eval_mode(net):
+        first = caption_batch(net, processor, images, gen)
+        assert torch.equal(torch.get_rng_state(), state)  # the caller's random state is untouched
+        assert caption_batch(net, processor, images, gen) == first  # seeded: the same captions again
+        # The same draws, made by hand, ranked by consensus_order: the caption returned is the top one.
+        pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(endpoint.CONSENSUS_SEED)
+            out = net.generate(pixel_values=pixels, **gen.generate_kwargs())
+        draws = [t.strip() for t in processor.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        assert len(draws) == 12 and len(set(draws[:6])) > 1  # untrained at temperature 1.5: the draws differ
+        for n, caption in enumerate(first):
+            own = draws[6 * n:6 * n + 6]
+            assert caption == own[endpoint.consensus_order(own)[0]]
+        several = caption_batch(net, processor, images, gen, num_return_sequences=3)
+        assert len(several) == 6 and several[0::3] == first  # the best three per image, best first
+        assert all(len(set(several[3 * n:3 * n + 3])) == min(3, len(set(draws[6 * n:6 * n + 6]))) for n in (0, 1))

@@ -94,3 +94,29 @@ def test_sample_source_has_no_near_duplicates(tmp_path, monkeypatch):
     ds = load_captions(DataConfig(source="sample", sample_train=300, sample_validation=50, sample_test=50,
                                   near_duplicates="fail"))
     assert len(ds["test"]) == 50
+
+
+def test_hashes_kept_from_the_image_check_equal_fresh_ones_and_never_go_stale(planted):
+    """The image check's decode gives the leak check its dHash (no second decode): for PNG and JPEG alike it is the
+    hash a fresh decode gives, and a file rewritten since is hashed anew."""
+    import os
+
+    from blipnb.data import leaks
+
+    leaks._CHECKED.clear()
+    with pytest.warns(NearDuplicateWarning):
+        ds = load_captions(cfg(planted, "warn"))
+    test = ds["test"]
+    ids, kept = leaks.hash_split(test)
+    assert len(leaks._CHECKED) == 10  # every checked file left its hash
+    leaks._CHECKED.clear()
+    assert leaks.hash_split(test)[1].tolist() == kept.tolist()  # decoded afresh: the same hashes
+    path = planted / "images/img_009.png"  # the JPEG copy
+    assert ids[1] == "images/img_009.png"
+    leaks.remember_hash(path, blob_image(3, 48))
+    stat = path.stat()
+    blob_image(7, 48).save(path, format="PNG")  # rewritten: another size and time, so another key
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    fresh = leaks.hash_split(test)[1].tolist()
+    with Image.open(path) as im:
+        assert fresh[1] == leaks.dhash(im) != kept[1]

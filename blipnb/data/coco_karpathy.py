@@ -29,11 +29,12 @@ def load_coco_karpathy(cfg, bad: P.BadData | None = None) -> DatasetDict:
         entries = [row for s in dd for row in dd[s].select_columns(columns).to_list()]
         origin = cfg.hub_id or KARPATHY_ID
     records = []
+    base = root.resolve()
     for k, e in enumerate(entries):
         where = f"{origin} images[{k}] (cocoid {e.get('cocoid')})"
         image_id = str(e["cocoid"])
         try:
-            path = resolve_inside(root, posixpath.join(e.get("filepath") or "", e.get("filename") or ""), where)
+            path = resolve_inside(root, posixpath.join(e.get("filepath") or "", e.get("filename") or ""), where, base)
             split = split_name(e.get("split"), where)
             sentences = [s["raw"] if isinstance(s, dict) else s for s in e.get("sentences") or []]
             captions = clean_captions(sentences, where, bad, image_id, split)

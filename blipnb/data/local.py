@@ -45,13 +45,14 @@ def load_folder(root, split_seed: int = 42, val_fraction: float = 0.05, test_fra
     meta = found[0]
     rows = _read_jsonl(meta, encoding, bad) if meta.suffix == ".jsonl" else _read_csv(meta, encoding, bad)
     by_name: dict[str, Record] = {}
+    base = root.resolve()
     for where, row in rows:
         name = row.get("file_name")
         key = posixpath.normpath(name.replace("\\", "/")) if isinstance(name, str) and name.strip() else None
         split = None
         try:
             split = split_name(row.get("split"), where)
-            path = resolve_inside(root, name, where)
+            path = resolve_inside(root, name, where, base)
             first = by_name.get(key)
             if first is not None and split != first.split:
                 raise P.RowProblem(P.SPLIT_CONFLICT, f"{where}: {name!r} has split {split!r} but {first.where} "
@@ -86,13 +87,14 @@ def load_coco_json(cfg, bad: P.BadData | None = None) -> DatasetDict:
                 f"{ann_path}: a COCO captions file needs a list {key!r}; it has keys {sorted(ann)}")
     by_id: dict[str, Record] = {}
     bad_ids: set[str] = set()
+    base = root.resolve()
     for k, im in enumerate(ann["images"]):
         where = f"{ann_path.name} images[{k}]"
         image_id = str(im["id"]) if isinstance(im, dict) and "id" in im else None
         try:
             if image_id is None:
                 raise P.RowProblem(P.BAD_ROW, f"{where}: has no 'id'")
-            path = resolve_inside(root, im.get("file_name"), where)
+            path = resolve_inside(root, im.get("file_name"), where, base)
             split = split_name(im.get("split"), where)
         except P.RowProblem as e:
             bad.add_row(e, where, image=image_id, scope="image")

@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import BadDataError, BadImageError
 from ..schema import CAPTIONS, IMAGE, IMAGE_ID, SPLITS
-from . import problems as P
+from . import leaks, problems as P
 from .images import bombs_are_errors, check_pixels
 
 PROGRESS_FROM = 2000  # show a progress bar when checking at least this many images
@@ -46,14 +46,15 @@ class Record:
             self.captions.append(c)
 
 
-def resolve_inside(root: Path, name: str, where: str) -> Path:
-    """root/name resolved (symlinks too); a RowProblem naming the file and row if it escapes root."""
+def resolve_inside(root: Path, name: str, where: str, base: Path | None = None) -> Path:
+    """root/name resolved (symlinks too); a RowProblem naming the file and row if it escapes root. `base` is
+    root.resolve(), which a caller resolving many names passes once."""
     if not isinstance(name, str) or not name.strip():
         raise P.RowProblem(P.NO_FILE_NAME, f"{where}: file_name is missing or empty")
     if os.path.isabs(name) or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise P.RowProblem(P.ESCAPES, f"{where}: file_name {name!r} is an absolute path; it must be relative to "
                                       f"{root}")
-    base = root.resolve()
+    base = base or root.resolve()
     path = (root / name).resolve()
     if not path.is_relative_to(base):
         raise P.RowProblem(P.ESCAPES, f"{where}: file_name {name!r} resolves to {path}, outside the data "
@@ -172,8 +173,9 @@ def _image_error(path: Path, max_pixels: int | None) -> tuple[str, str] | None:
     try:
         with Image.open(path) as im:
             check_pixels(im, path.name, max_pixels)
-            im.draft(im.mode, (64, 64))  # a JPEG decodes at reduced scale but still reads every byte
+            im.draft("L", (64, 64))  # a JPEG decodes at reduced scale, as dHash needs it, but reads every byte
             im.load()
+            leaks.remember_hash(path, im)  # the leak check's hash, from this one decode
         return None
     except BadImageError as e:
         return P.TOO_LARGE, str(e).removeprefix(f"image {path.name} is ")

@@ -15,6 +15,7 @@ from ..scoring import sanity_check, score_captions
 from ..scoring.bootstrap import bootstrap_cis, paired_comparison
 from ..scoring.ceiling import score_ceiling
 from ..scoring.meteor import meteor_session
+from ..model.generation import caption_split
 from ..training.provenance import provenance
 from ..training.validation import caption_and_score
 from ..version import __version__
@@ -69,15 +70,19 @@ def summarise_ceiling(ceiling: dict | None, cfg: Config) -> dict | None:
     return out
 
 
-@meteor_session()  # one METEOR JVM (~10 s to start) for both models, the human ceiling and every interval
+@meteor_session(prestart=True)  # one METEOR JVM (~10 s to start, overlapping the captioning) for every score
 def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[str, str], progress=True) -> dict:
     """Score each (model, processor) in `models` on `split`, and the references against each other (the human
     ceiling); write predictions and metrics into the run dir."""
     run = runs.RunDir(cfg.run_dir).ensure()
     results, summaries = {}, {}
+    # Every model captions first, while METEOR's JVM starts (meteor_session); then all scoring, which needs it.
+    captions = {name: caption_split(model, processor, split, cfg.generation, progress=progress)
+                for name, (model, processor) in models.items()}
     ceiling = human_ceiling(split, cfg)
-    for name, (model, processor) in models.items():
-        preds, result = score_model(model, processor, split, cfg, progress=progress, desc=f"captioning ({name})")
+    refs = references(split)
+    for name, preds in captions.items():
+        result = score_captions(preds, {k: refs[k] for k in preds}, **score_settings(cfg))
         results[name] = result
         summaries[name] = summarise(result, cfg, ceiling)
         out = runs.PREDICTIONS if name == FINETUNED else runs.BASELINE_PREDICTIONS

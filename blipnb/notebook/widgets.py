@@ -14,12 +14,9 @@ import os
 from pathlib import Path
 
 import ipywidgets as widgets
-import torch
 
 from ..config import MAX_CONSENSUS_SAMPLES, GenerationConfig
 from ..schema import IMAGE, IMAGE_ID, undecoded
-from ..model.generation import caption_batch
-from ..model.modeling import eval_mode
 from ..data.images import BadImageError, to_rgb
 from ..schema import CIDER, METRIC_KEYS
 
@@ -252,6 +249,9 @@ def decoding_name(gen: GenerationConfig) -> str:
 
 def caption_all(models: dict[str, tuple], image, gen: GenerationConfig, n: int = 1) -> dict[str, list[str]]:
     """{model name: captions of `image`}: n samples when sampling, else the single best caption."""
+    from ..model.generation import caption_batch  # here: 04 browses predictions without loading torch (~4 s)
+    from ..model.modeling import eval_mode
+
     n = n if decoding_name(gen) == "sampling" else 1
     out = {}
     for name, (model, processor) in models.items():
@@ -268,6 +268,8 @@ def caption_table(models: dict[str, tuple], image, gen: GenerationConfig, seed: 
                 (f"beam {beams}", decoding_config(gen, "beam", num_beams=beams)),
                 (f"sampling top_p={gen.top_p:g} T={gen.temperature:g}", decoding_config(gen, "sampling")),
                 (f"consensus of {consensus.consensus_samples} draws", consensus)]
+    import torch
+
     rows = []
     with torch.random.fork_rng(devices=[]):  # a fixed sample here, without resetting the caller's RNG
         torch.manual_seed(seed)

@@ -133,11 +133,20 @@ _session_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def meteor_session():
-    """Reuse one METEOR JVM for every score and interval inside the block; it is stopped when the block ends."""
+def meteor_session(prestart: bool = False):
+    """Reuse one METEOR JVM for every score and interval inside the block; it is stopped when the block ends.
+
+    prestart: launch the JVM now, so its ~10 s start overlaps the block's other work (captioning) instead of
+    stalling the first score. If it cannot start, the first score says why, as without prestart."""
     global _session_depth
     with _session_lock:
         _session_depth += 1
+        java = shutil.which("java")
+        if prestart and java is not None and java not in _shared:
+            try:
+                _shared[java] = MeteorProcess(java)  # returns at once; the JVM loads in the background
+            except Exception:  # noqa: BLE001 - reported by the first score, which starts it again
+                pass
     try:
         yield
     finally:

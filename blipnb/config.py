@@ -243,8 +243,9 @@ class GenerationConfig:
     top_p: float = param(0.9, "nucleus mass when sampling")
     temperature: float = param(1.0, "sampling temperature")
     prompt: str = param("", "fixed text prefix, e.g. 'a picture of '; masked from the loss, stripped from output")
-    consensus_samples: int = param(0, "0: off; N >= 2: draw N captions by sampling (top_p, temperature) and return "
-                                      "the one the others agree with most (minimum Bayes risk, CIDEr-D-like)")
+    consensus_samples: int = param(0, "0: off; N (2 or more): draw N captions by sampling (top_p, temperature) "
+                                      "and return the one the others agree with most (minimum Bayes risk, "
+                                      "CIDEr-D-like)")
     gen_batch_size: int = param(64, "images per generate call")
     decoding_preset: Optional[str] = param(None, "blip_paper (beam 3, max 20, min 5) or greedy: overrides the "
                                                  "decoding settings")

@@ -100,6 +100,8 @@ def test_parameters_cell_is_literal_commented_and_known(name):
     for line in lines:
         assert re.match(r"^[a-z_0-9]+ = .+  # \S", line), f"{name}: not 'name = literal  # comment': {line!r}"
         assert "(" not in line.split("#")[0], f"{name}: a parameter must be a literal, not a call: {line!r}"
+        # papermill skips a line with a second '=' ("Unable to parse line"): run-all would then reject the name
+        assert line.count("=") == 1, f"{name}: papermill cannot parse a help text holding '=': {line!r}"
     assert set(notebook_parameters(NB_DIR / f"{name}.ipynb")) <= PARAMETERS
 
 

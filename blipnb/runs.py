@@ -15,6 +15,7 @@ from .errors import MissingRunFile, ParameterError
 CONFIG = "config.json"  # the resolved config of the training run (02)
 PROVENANCE = "provenance.json"  # package versions, git commit, data source, split hashes
 DATA_SUMMARY = "data_summary.json"  # 01: split sizes, caption stats, leak check
+IMAGE_CHECKS = "cache/image_checks.json"  # each local image's check and dHash, by path, size and mtime (data.checks)
 SKIPPED = "skipped.jsonl"  # on_bad_data=skip: one object per image, caption or row left out (file, line, reason)
 BASE_MODEL_DIR = "base_model"  # the starting model when it was built from scratch (the baseline)
 MODEL_DIR = "model"  # the fine-tuned export: model, processor, model card
@@ -38,10 +39,13 @@ REQUIREMENTS = "requirements.txt"  # what they import; Inference Endpoints reads
 CAPTION_SUFFIXES = (".csv", ".jsonl")  # the file types a folder is captioned into
 
 # What the notebooks write into a run directory: `overwrite` removes these and nothing else. Figures and executed
-# notebooks go file by file (*.png, *.ipynb), so a user's own files stay; so does the pixel cache (keyed by content).
+# notebooks go file by file (*.png, *.ipynb), so a user's own files stay; so do the pixel cache and the image
+# checks (both keyed by content).
 OUTPUTS = (CONFIG, PROVENANCE, DATA_SUMMARY, SKIPPED, BASE_MODEL_DIR, MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR,
            LOGS_DIR, LOG_HISTORY, TRAIN_RESULTS, PREDICTIONS, BASELINE_PREDICTIONS, METRICS, SWEEP, ERROR_ANALYSIS,
            FIGURES_DIR, NOTEBOOKS_DIR)
+# Kept by `overwrite`: every entry is keyed by the content it describes, so an old one is never wrong, only unused.
+KEYED_BY_CONTENT = (IMAGE_CHECKS,)
 # 01's figures (a test holds this list to notebook 01).
 DATA_FIGURES = ("caption_lengths.png", "top_words.png", "image_sizes.png", "gallery.png", "near_duplicates.png")
 # What 02 keeps when it clears an old run: 01's outputs (01 has just run before it), and the executed notebooks of

@@ -33,17 +33,25 @@ class Checked(NamedTuple):
 def load_captions(cfg: DataConfig, run_dir: str | os.PathLike | None = None) -> DatasetDict:
     """Load cfg.source as the canonical DatasetDict, cap its sizes, then guard against leaks across splits.
 
-    With on_bad_data='skip', what was left out is listed in run_dir/skipped.jsonl (when run_dir is given).
+    With on_bad_data='skip', what was left out is listed in run_dir/skipped.jsonl (when run_dir is given). A run_dir
+    also keeps what the image check found per file, so the next load there decodes only files changed since.
     """
     return load_checked(cfg, run_dir).ds
 
 
 def load_checked(cfg: DataConfig, run_dir: str | os.PathLike | None = None) -> Checked:
-    """load_captions, also returning the near-duplicate pairs found and the bad-data counts."""
-    from . import leaks
+    """load_captions, also returning the near-duplicate pairs found and the bad-data counts. With run_dir, the image
+    checks are recorded there (runs.IMAGE_CHECKS) and reused by later loads for files unchanged since."""
+    from . import checks, leaks
 
     bad = BadData(policy=cfg.on_bad_data)
-    ds = load_source(cfg, bad)
+    record = runs.RunDir(run_dir) / runs.IMAGE_CHECKS if run_dir is not None else None
+    if record is not None:
+        checks.load(record)  # what an earlier notebook checked: unchanged files are not decoded again
+    with checks.collecting() as checked:
+        ds = load_source(cfg, bad)
+    if record is not None and checked:
+        checks.save(record, checked)
     if not bad.images_total:  # a source without local checks (hub, sample): everything loaded was kept
         bad.images_total = bad.images_kept = sum(len(ds[s]) for s in ds)
     report = report_bad_data(bad, run_dir)

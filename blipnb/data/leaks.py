@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -11,12 +10,10 @@ from datasets import Dataset, DatasetDict
 from PIL import Image
 
 from ..schema import IMAGE, IMAGE_ID, SPLITS, undecoded
+from . import checks
 from .images import open_image, to_8bit  # to_8bit: 16-bit images would hash as white
 
 PROGRESS_FROM = 2000  # show a progress bar when hashing at least this many images
-# dHashes of image files the image check (records.check_images) has just decoded, by (path, size, mtime_ns), so
-# hashing them for the leak check needs no second decode. A file changed since has another key: never a stale hash.
-_CHECKED: dict[tuple[str, int, int], int] = {}
 
 
 class NearDuplicateWarning(UserWarning):
@@ -106,21 +103,12 @@ def remaining_pairs(pairs: list[dict], ds: DatasetDict) -> list[dict]:
     return [p for p in pairs if p["id_a"] in ids.get(p["split_a"], ()) and p["id_b"] in ids.get(p["split_b"], ())]
 
 
-def remember_hash(path: Path, image: Image.Image) -> None:
-    """Keep the dHash of the image just decoded from `path` for hash_split (see _CHECKED)."""
-    _CHECKED[_file_key(path)] = dhash(image)
-
-
-def _file_key(path) -> tuple[str, int, int]:
-    stat = os.stat(path)
-    return str(path), stat.st_size, stat.st_mtime_ns
-
-
 def _hash_source(source: dict) -> int | str:
-    """dHash of a stored image ({bytes, path}); an error message instead of raising, so all failures are listed."""
+    """dHash of a stored image ({bytes, path}); an error message instead of raising, so all failures are listed.
+    A file the image check has decoded (unchanged since) is not decoded again (blipnb.data.checks)."""
     if source.get("path") and not source.get("bytes"):
         try:
-            known = _CHECKED.get(_file_key(source["path"]))
+            known = checks.known_hash(checks.file_key(source["path"]))
         except OSError:
             known = None  # opening it below says what is wrong
         if known is not None:

@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import BadDataError, BadImageError
 from ..schema import CAPTIONS, IMAGE, IMAGE_ID, SPLITS
-from . import leaks, problems as P
+from . import checks, leaks, problems as P
 from .images import bombs_are_errors, check_pixels
 
 PROGRESS_FROM = 2000  # show a progress bar when checking at least this many images
@@ -84,17 +84,32 @@ def clean_captions(captions, where: str, bad: P.BadData | None = None, image: st
 
 def check_images(records: list[Record], root: Path, bad: P.BadData, max_pixels: int | None = None) -> None:
     """Report every missing, oversized or undecodable image to `bad`: each file is found, its header checked
-    against max_pixels, then decoded (JPEGs at reduced scale, still reading every byte)."""
+    against max_pixels, then decoded (JPEGs at reduced scale, still reading every byte). A file checked before and
+    unchanged since is answered from the record (blipnb.data.checks)."""
     from tqdm.auto import tqdm
 
     # Warning filters are process-wide: set once here, around the threads, not inside each of them.
     with bombs_are_errors(max_pixels), ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        errors = list(tqdm(pool.map(lambda r: _image_error(r.path, max_pixels), records), total=len(records),
+        errors = list(tqdm(pool.map(lambda r: _checked(r.path, max_pixels), records), total=len(records),
                            desc="checking images", disable=len(records) < PROGRESS_FROM))
     for r, error in zip(records, errors):
         if error:
             reason, detail = error
             bad.add(reason, r.where, detail, image=r.image_id, file=_rel(r.path, root), split=r.split)
+
+
+def _checked(path: Path, max_pixels: int | None) -> tuple[str, str] | None:
+    """_image_error from the record when the file is unchanged since it was checked, else checked now."""
+    try:
+        key = checks.file_key(path)
+    except OSError:
+        return _image_error(path, max_pixels)[0]  # missing or unreadable: nothing to key a record by
+    try:
+        return checks.verdict(key, max_pixels)
+    except KeyError:
+        problem, dhash = _image_error(path, max_pixels)
+        checks.record(key, max_pixels, problem, dhash)
+        return problem
 
 
 def assign_splits(ids: list[str], seed: int, val_fraction: float, test_fraction: float) -> dict[str, str]:
@@ -166,26 +181,25 @@ def _share(n: int, fraction: float) -> int:
     return max(1, round(n * fraction)) if fraction > 0 and n >= 3 else round(n * fraction)
 
 
-def _image_error(path: Path, max_pixels: int | None) -> tuple[str, str] | None:
-    """(reason, detail) of what is wrong with the image file at path, or None."""
+def _image_error(path: Path, max_pixels: int | None) -> tuple[tuple[str, str] | None, int | None]:
+    """((reason, detail) of what is wrong with the image file at path, or None; its dHash when it decoded)."""
     if not path.is_file():
-        return P.MISSING, ""
+        return (P.MISSING, ""), None
     try:
         with Image.open(path) as im:
             check_pixels(im, path.name, max_pixels)
             im.draft("L", (64, 64))  # a JPEG decodes at reduced scale, as dHash needs it, but reads every byte
             im.load()
-            leaks.remember_hash(path, im)  # the leak check's hash, from this one decode
-        return None
+            return None, leaks.dhash(im)  # the leak check's hash, from this one decode
     except BadImageError as e:
-        return P.TOO_LARGE, str(e).removeprefix(f"image {path.name} is ")
+        return (P.TOO_LARGE, str(e).removeprefix(f"image {path.name} is ")), None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return P.BOMB, f"Pillow refuses it: {e}"
+        return (P.BOMB, f"Pillow refuses it: {e}"), None
     except UnidentifiedImageError:
-        return P.NOT_IMAGE, "Pillow cannot identify it as an image"
+        return (P.NOT_IMAGE, "Pillow cannot identify it as an image"), None
     except Exception as e:  # noqa: BLE001 - reported with the file name
         text = f"{type(e).__name__}: {e}"
-        return (P.TRUNCATED if "truncated" in text or "broken data stream" in text else P.UNREADABLE), text
+        return (P.TRUNCATED if "truncated" in text or "broken data stream" in text else P.UNREADABLE, text), None
 
 
 def _rel(path: Path, root: Path) -> str:

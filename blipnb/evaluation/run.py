@@ -17,7 +17,7 @@ from ..scoring.ceiling import score_ceiling
 from ..scoring.meteor import meteor_session
 from ..model.generation import caption_split
 from ..training.provenance import provenance
-from ..training.validation import caption_and_score
+from ..training.validation import caption_and_score, score_split
 from ..version import __version__
 
 FINETUNED, BASELINE = "fine-tuned", "baseline"
@@ -80,9 +80,8 @@ def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[s
     captions = {name: caption_split(model, processor, split, cfg.generation, progress=progress)
                 for name, (model, processor) in models.items()}
     ceiling = human_ceiling(split, cfg)
-    refs = references(split)
     for name, preds in captions.items():
-        result = score_captions(preds, {k: refs[k] for k in preds}, **score_settings(cfg))
+        result = score_split(preds, split, partial(score_captions, **score_settings(cfg)))
         results[name] = result
         summaries[name] = summarise(result, cfg, ceiling)
         out = runs.PREDICTIONS if name == FINETUNED else runs.BASELINE_PREDICTIONS

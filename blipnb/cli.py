@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -137,6 +138,17 @@ def print_summary(out: Path, timings: dict) -> None:
     print(f"  total: {sum(timings.values()):.0f} s")
 
 
+def caption_decoding(model: str, **flags) -> GenerationConfig:
+    """The decoding `blipnb caption` uses: the run's, saved with an exported model (decoding_defaults.json, what 02
+    validated and 03 evaluated with), else GenerationConfig's defaults; flags given (not None) win."""
+    from .model.endpoint import DECODING_FILE
+
+    saved = Path(model) / DECODING_FILE
+    names = {f.name for f in dataclasses.fields(GenerationConfig)}
+    settings = {k: v for k, v in runs.read_json(saved).items() if k in names} if saved.is_file() else {}
+    return GenerationConfig(**settings).with_overrides(**flags)
+
+
 def caption(args) -> int:
     """Caption every image in a folder with a model dir into CSV/JSONL; under torchrun each process captions its
     share of the images and rank 0 writes the file. Unreadable files are listed in <out>.skipped.jsonl.
@@ -149,8 +161,8 @@ def caption(args) -> int:
         raise ParameterError(f"{'not a folder' if folder.exists() else 'no such folder'}: {str(folder)!r}")
     out = runs.check_caption_output(args.out, "--out")
     check_model_argument(args.model)
-    gen = GenerationConfig().with_overrides(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-                                            prompt=args.prompt)
+    gen = caption_decoding(args.model, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+                           prompt=args.prompt, consensus_samples=args.consensus_samples)
     from .model.generation import IMAGE_SUFFIXES, caption_folder, list_images
 
     total = len(list_images(folder))
@@ -219,10 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("folder")
     cp.add_argument("--model", required=True, help="a model dir (e.g. runs/sample/model) or hub id")
     cp.add_argument("--out", required=True, help="output .csv or .jsonl")
-    defaults = GenerationConfig()  # the same decoding defaults as notebooks 03 and 05
-    cp.add_argument("--num-beams", type=int, default=defaults.num_beams)
-    cp.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    cp.add_argument("--prompt", default=defaults.prompt)
+    run = "default: the run's, saved with the model (decoding_defaults.json), else"
+    defaults = GenerationConfig()
+    cp.add_argument("--num-beams", type=int, help=f"{run} {defaults.num_beams}")
+    cp.add_argument("--max-new-tokens", type=int, help=f"{run} {defaults.max_new_tokens}")
+    cp.add_argument("--prompt", help=f"{run} {defaults.prompt!r}")
+    cp.add_argument("--consensus-samples", type=int, help=f"{run} {defaults.consensus_samples} (0: off)")
     # Listed for --help only: main() hands `blipnb serve ...` to blipnb.serve, whose options need torch to build.
     sub.add_parser("serve", help="caption images over HTTP with dynamic batching: blipnb serve MODEL_DIR --port P "
                                  "(see blipnb serve --help)")

@@ -190,3 +190,22 @@ def test_readme_troubleshooting_covers_the_usual_failures_and_names_real_paramet
         assert topic in section, topic
     named = set(re.findall(r"-p (\w+)", readme))
     assert named and named <= PARAMETERS, named - PARAMETERS  # every `-p name` in the README exists
+
+
+def test_caption_decodes_as_the_run_did_unless_told_otherwise(tmp_path):
+    """`blipnb caption --model runs/x/model` uses the decoding saved with the export (what 03 evaluated with); a
+    flag given wins; a model without saved decoding (a hub id) gets GenerationConfig's defaults."""
+    from blipnb.config import GenerationConfig
+    from blipnb.model.endpoint import DECODING_FILE
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / DECODING_FILE).write_text(json.dumps({"num_beams": 3, "consensus_samples": 24, "temperature": 0.7,
+                                                   "max_new_tokens": 20}))
+    run = cli.caption_decoding(str(model))
+    assert (run.num_beams, run.consensus_samples, run.temperature, run.max_new_tokens) == (3, 24, 0.7, 20)
+    told = cli.caption_decoding(str(model), consensus_samples=0, num_beams=None, max_new_tokens=12)
+    assert (told.consensus_samples, told.num_beams, told.max_new_tokens) == (0, 3, 12)
+    assert cli.caption_decoding("Salesforce/blip-image-captioning-base") == GenerationConfig()
+    args = cli.build_parser().parse_args(["caption", "imgs", "--model", "m", "--out", "o.csv"])
+    assert (args.num_beams, args.max_new_tokens, args.prompt, args.consensus_samples) == (None,) * 4  # the run's

@@ -204,15 +204,13 @@ def test_notebooks_that_load_data_declare_every_data_parameter():
 
 
 def test_caption_command_and_05_decode_alike():
-    """`blipnb caption` starts from GenerationConfig's decoding defaults; notebook 05 from the run's decoding (its
-    decoding parameters are None, see tests/test_decoding_consistency.py)."""
+    """`blipnb caption` and notebook 05 both start from the run's decoding: their decoding options default to None
+    (caption: decoding_defaults.json saved with the model; 05: the run's config, see test_decoding_consistency)."""
     from blipnb.cli import build_parser
-    from blipnb.config import GenerationConfig
     args = build_parser().parse_args(["caption", "imgs", "--model", "m", "--out", "o.csv"])
     declared = {p.name: eval(p.default) for p in _inspect_parameters("05_inference_demo")}
-    defaults = GenerationConfig()
-    assert (args.num_beams, args.max_new_tokens) == (defaults.num_beams, defaults.max_new_tokens)
-    assert declared["num_beams"] is None and declared["max_new_tokens"] is None
+    for name in ("num_beams", "max_new_tokens", "consensus_samples"):
+        assert getattr(args, name) is None and declared[name] is None, name
 
 
 def _inspect_parameters(name):

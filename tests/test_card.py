@@ -41,6 +41,14 @@ def test_card_has_the_metrics_cis_baseline_and_limitations(scored):
     assert shown(metrics["comparison"][CIDER]["diff"]) in card
     assert "abc123" in card and "synthetic" in card and "SPICE unavailable" in card
     assert "learning_rate: 0.001" in card
+    assert "Decoding differs" not in card
+
+
+def test_card_says_when_decoding_differs_from_validation(scored):
+    cfg, metrics = scored
+    differs = {**metrics, "decoding_differs_from_validation": ["num_beams 3 -> 5", "consensus_samples 24 -> 0"]}
+    card = model_card(cfg, differs)
+    assert "**Decoding differs from validation:** num_beams 3 -> 5, consensus_samples 24 -> 0." in card
 
 
 def test_write_model_card_lands_in_the_export(scored):

@@ -17,6 +17,15 @@ _DECODING = ("num_beams", "max_new_tokens", "min_new_tokens", "length_penalty", 
              "temperature", "prompt")
 
 
+def decoding_differs_lines(metrics: dict) -> list[str]:
+    """The card's warning when 03 decoded otherwise than 02 validated (the checkpoint was chosen on other captions)."""
+    differs = metrics.get("decoding_differs_from_validation") or []
+    if not differs:
+        return []
+    return [f"- **Decoding differs from validation:** {', '.join(differs)}. The checkpoint was chosen on captions "
+            "decoded the run's way; these results use the settings above."]
+
+
 def model_card(cfg: Config, metrics: dict, train_results: dict | None = None) -> str:
     """Markdown model card: data, split sizes, recipe, decoding, metrics with CIs, the baseline, limitations."""
     prov = metrics.get("provenance", {})
@@ -44,7 +53,7 @@ def model_card(cfg: Config, metrics: dict, train_results: dict | None = None) ->
                       f"({100 * train_results['trainable_share']:.2f}% of the model)"]
     lines += ["", "## Decoding", "", *[f"- {k}: {metrics['decoding'].get(k)!r}" for k in _DECODING],
               "- Captions are generated from pixels only (plus the fixed prompt above); no reference is ever fed in.",
-              "", "## Results", "",
+              *decoding_differs_lines(metrics), "", "## Results", "",
               f"pycocoevalcap metrics on a 0–1 scale (sacreBLEU 0–100), tokenizer: {result['tokenizer']}. "
               "Brackets: 95% bootstrap CI over images; the difference is a paired bootstrap on the same images.",
               "", *markdown_table(report_rows(metrics)), ""]

@@ -310,6 +310,7 @@ def test_training_exports_a_deployable_folder(trained):
     folder = Path(cfg.run_dir) / runs.MODEL_DIR
     source = Path(endpoint.__file__).read_bytes()
     assert (folder / runs.HANDLER).read_bytes() == (folder / runs.SAGEMAKER_ENTRY).read_bytes() == source
+    assert not (folder / "training_args.bin").exists()  # no pickle with local paths in what gets deployed
     assert endpoint.read_decoding_defaults(folder) == {k: getattr(cfg.generation, k) for k in endpoint.PARAMETERS}
 
 

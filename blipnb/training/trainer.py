@@ -21,6 +21,8 @@ from .lora import apply_lora, is_lora, merge_lora
 from .distributed import ddp_backend, forward_inside_ddp, is_main_process, token_share, world_size
 from .validation import caption_and_score
 
+TRAINING_ARGS = "training_args.bin"  # what Trainer.save_model adds beside the weights (the checkpoints keep theirs)
+
 # Checkpoints are chosen on validation, never on test: CIDEr, or CIDEr + BLEU-4 as the BLIP paper did.
 BEST_METRIC_KEYS = {"cider": "eval_cider", "cider+bleu4": "eval_cider_bleu4"}
 
@@ -232,6 +234,8 @@ def train_model(cfg: Config, model, processor, ds, callbacks=()) -> dict:
         trainer.model = merge_lora(trainer.model)  # the caller's model, now plain: the export loads anywhere
     trainer.save_model(str(run / runs.MODEL_DIR))  # by rank 0 only, under DDP
     if is_main_process():
+        for folder in (runs.MODEL_DIR, runs.ADAPTER_DIR):  # save_model's pickled TrainingArguments: local paths,
+            (run / folder / TRAINING_ARGS).unlink(missing_ok=True)  # and a pickle has no place in a deployable folder
         processor.save_pretrained(str(run / runs.MODEL_DIR))
         write_endpoint(run / runs.MODEL_DIR, cfg.generation)  # deployable as it is: handler.py, code/
         runs.write_json(run / runs.LOG_HISTORY, trainer.state.log_history)

@@ -90,23 +90,38 @@ def test_a_deployed_captioner_decodes_by_consensus_on_request(model_dir):
 def test_consensus_captions_repeat_keep_the_callers_rng_and_are_the_top_draw(model):
     net, processor = model
     gen = GenerationConfig(consensus_samples=6, max_new_tokens=6, temperature=1.5)
-    images = [Image.new("RGB", (40, 40), c) for c in ("red", "blue")]
+    images = [Image.new("RGB", (40, 40), c) for c in ("red", "blue", "green")]
     torch.manual_seed(123)
     state = torch.get_rng_state()
     with eval_mode(net):
         first = caption_batch(net, processor, images, gen)
         assert torch.equal(torch.get_rng_state(), state)  # the caller's random state is untouched
-        assert caption_batch(net, processor, images, gen) == first  # seeded: the same captions again
-        # The same draws, made by hand, ranked by consensus_order: the caption returned is the top one.
+        assert caption_batch(net, processor, images, gen) == first  # the same captions again
+        # An image's draws are its own: the same alone, first or last in a batch.
+        assert [caption_batch(net, processor, [im], gen)[0] for im in images] == first
+        assert caption_batch(net, processor, images[::-1], gen)[::-1] == first
         pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(endpoint.CONSENSUS_SEED)
-            out = net.generate(pixel_values=pixels, **gen.generate_kwargs())
-        draws = [t.strip() for t in processor.tokenizer.batch_decode(out, skip_special_tokens=True)]
-        assert len(draws) == 12 and len(set(draws[:6])) > 1  # untrained at temperature 1.5: the draws differ
-        for n, caption in enumerate(first):
+        draws = endpoint.draw_captions(net, processor, pixels, "", gen.generate_kwargs())
+        assert len(draws) == 18 and len(set(draws[:6])) > 1  # untrained at temperature 1.5: the draws differ
+        for n, caption in enumerate(first):  # what is returned is the draw the others agree with most
             own = draws[6 * n:6 * n + 6]
             assert caption == own[endpoint.consensus_order(own)[0]]
         several = caption_batch(net, processor, images, gen, num_return_sequences=3)
-        assert len(several) == 6 and several[0::3] == first  # the best three per image, best first
-        assert all(len(set(several[3 * n:3 * n + 3])) == min(3, len(set(draws[6 * n:6 * n + 6]))) for n in (0, 1))
+        assert len(several) == 9 and several[0::3] == first  # the best three per image, best first
+        assert all(len(set(several[3 * n:3 * n + 3])) == min(3, len(set(draws[6 * n:6 * n + 6]))) for n in range(3))
+
+
+@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.5, 1.0), (1.0, 0.8)])
+def test_seeded_draws_sample_the_tempered_nucleus(temperature, top_p):
+    """Gumbel-max with hashed noise: over many rows, each token is drawn as often as softmax(logits / T) within
+    the top_p nucleus says, and the one token drawn is all generate's own sampler is left with."""
+    rows = endpoint._mix(torch.arange(40_000, dtype=torch.int64))
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    out = endpoint.SeededDraws(rows, temperature, top_p)(torch.zeros(len(rows), 3, dtype=torch.long),
+                                                          logits.repeat(len(rows), 1))
+    assert (torch.isfinite(out).sum(dim=1) == 1).all()
+    expected = torch.softmax(logits / temperature, dim=0)
+    keep = (expected.cumsum(0) - expected) <= top_p
+    expected = torch.where(keep, expected, 0.0) / expected[keep].sum()
+    seen = torch.bincount(out.argmax(dim=1), minlength=4) / len(rows)
+    assert torch.allclose(seen, expected, atol=0.01), (seen, expected)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from transformers import BlipForConditionalGeneration, BlipProcessor
+from transformers import BlipForConditionalGeneration, BlipProcessor, LogitsProcessor, LogitsProcessorList
 
 DECODING_FILE = "decoding_defaults.json"  # the run's decoding settings, written next to the model by blipnb's export
 MAX_UPLOAD_BYTES = 16 * 2**20  # the largest request body (an image, or JSON holding base64 images)
@@ -47,7 +47,9 @@ FALLBACK_DECODING = {"max_new_tokens": 30, "min_new_tokens": 0, "length_counts_p
                      "length_penalty": 1.0, "early_stopping": True, "do_sample": False, "top_p": 0.9,
                      "temperature": 1.0, "prompt": "", "consensus_samples": 0}
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image", "application/octet-stream")  # and any image/*
-CONSENSUS_SEED = 0  # consensus decoding's draws repeat from call to call
+CONSENSUS_SEED = 0  # consensus decoding's draws are a function of this, the image and the draw's index
+# SplitMix64's constants as signed int64 (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+_GOLDEN, _MIX_A, _MIX_B = -7046029254386353131, -4658895280553007687, -7723592293110705685
 _CONSENSUS_WORD = re.compile(r"\w+|[^\w\s]")
 _URL = re.compile(r"^\s*([a-z][a-z0-9+.-]*://|www\.)", re.IGNORECASE)
 _NO_URLS = "the server never fetches URLs; send the image bytes or base64"
@@ -225,33 +227,91 @@ def generate_captions(model, processor, pixel_values: torch.Tensor, prompt: str,
     token for [DEC] and drops its [SEP]; the prompt is stripped from the output. num_return_sequences captions per
     image, image by image.
 
-    With consensus decoding (kwargs from generate_kwargs carry num_return_sequences: the draws per image), the draws
-    are seeded (CONSENSUS_SEED, per call, without touching the caller's random state) and each image gets its
-    num_return_sequences distinct draws that agree most with the others (consensus_order)."""
-    input_ids = None
-    if prompt:
-        input_ids = processor.tokenizer(prompt, return_tensors="pt").input_ids
-        input_ids = input_ids.repeat(pixel_values.shape[0], 1).to(pixel_values.device)
+    With consensus decoding (kwargs from generate_kwargs carry num_return_sequences: the draws per image), each
+    image gets its num_return_sequences distinct draws (draw_captions) that agree most with the others
+    (consensus_order)."""
     draws = kwargs.get("num_return_sequences")
     if draws is None:
-        out = model.generate(pixel_values=pixel_values, input_ids=input_ids,
-                             num_return_sequences=num_return_sequences, **kwargs)
-    else:
-        cuda = [pixel_values.device] if pixel_values.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(CONSENSUS_SEED)
-            out = model.generate(pixel_values=pixel_values, input_ids=input_ids, **kwargs)
-    if input_ids is not None:
-        out = out[:, input_ids.shape[1] - 1:]  # [DEC] + the prompt tokens are not part of the caption
-    captions = [t.strip() for t in processor.tokenizer.batch_decode(out, skip_special_tokens=True)]
-    if draws is None:
-        return captions
+        return _generate(model, processor, pixel_values, prompt, {**kwargs, "num_return_sequences": num_return_sequences})
+    captions = draw_captions(model, processor, pixel_values, prompt, kwargs)
     picked = []
-    for start in range(0, len(captions), draws):  # generate returns each image's draws together
+    for start in range(0, len(captions), draws):  # each image's draws are together
         own = captions[start:start + draws]
         distinct = list(dict.fromkeys(own[i] for i in consensus_order(own)))
         picked += (distinct * num_return_sequences)[:num_return_sequences]  # too few distinct: repeat them
     return picked
+
+
+def draw_captions(model, processor, pixel_values: torch.Tensor, prompt: str, kwargs: dict) -> list[str]:
+    """Consensus decoding's draws: kwargs["num_return_sequences"] captions per image, image by image, sampled at
+    kwargs' temperature and top_p. Each draw is a function of its image's pixels and its index alone (SeededDraws),
+    so an image gets the same draws alone or in any batch, on every run; the caller's random state is untouched."""
+    kwargs = dict(kwargs)
+    temperature, top_p = kwargs.pop("temperature"), kwargs.pop("top_p")
+    draws = kwargs["num_return_sequences"]
+    index = torch.arange(draws, device=pixel_values.device).repeat(pixel_values.shape[0])
+    rows = _mix(image_keys(pixel_values).repeat_interleave(draws) + index * _GOLDEN + CONSENSUS_SEED)
+    # generate then samples from the one token SeededDraws leaves: the outcome is fixed, but it still draws from
+    # the global generator, which fork_rng gives back unchanged.
+    cuda = [pixel_values.device] if pixel_values.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        return _generate(model, processor, pixel_values, prompt,
+                         {**kwargs, "logits_processor": LogitsProcessorList([SeededDraws(rows, temperature, top_p)])})
+
+
+def _generate(model, processor, pixel_values: torch.Tensor, prompt: str, kwargs: dict) -> list[str]:
+    input_ids = None
+    if prompt:
+        input_ids = processor.tokenizer(prompt, return_tensors="pt").input_ids
+        input_ids = input_ids.repeat(pixel_values.shape[0], 1).to(pixel_values.device)
+    out = model.generate(pixel_values=pixel_values, input_ids=input_ids, **kwargs)
+    if input_ids is not None:
+        out = out[:, input_ids.shape[1] - 1:]  # [DEC] + the prompt tokens are not part of the caption
+    return [t.strip() for t in processor.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+class SeededDraws(LogitsProcessor):
+    """Sampling whose randomness belongs to each row: the next token is argmax(logits / temperature + Gumbel
+    noise) over the top_p nucleus (the Gumbel-max trick: a draw from softmax(logits / temperature) there), with
+    the noise a hash of (row key, step, token) instead of a shared random stream. It returns that one token as
+    the only one left, so generate's own sampler can only take it."""
+
+    def __init__(self, rows: torch.Tensor, temperature: float, top_p: float):
+        self.rows, self.temperature, self.top_p = rows, temperature, top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.float() / self.temperature
+        if self.top_p < 1.0:  # keep the likeliest tokens up to top_p of the mass (at least one)
+            ordered, order = scores.sort(dim=-1, descending=True)
+            probs = ordered.softmax(dim=-1)
+            drop = probs.cumsum(dim=-1) - probs > self.top_p
+            scores = scores.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+        choice = (scores + gumbel_noise(self.rows, input_ids.shape[1], scores.shape[1])).argmax(dim=-1)
+        return torch.full_like(scores, float("-inf")).scatter_(1, choice[:, None], 0.0)
+
+
+def gumbel_noise(rows: torch.Tensor, step: int, vocab: int) -> torch.Tensor:
+    """Standard Gumbel noise, (len(rows), vocab), a fixed function of each row key, the step and the token."""
+    at_step = _mix(rows ^ _mix(torch.tensor(step, dtype=torch.int64, device=rows.device) * _GOLDEN))
+    h = _mix(at_step[:, None] + torch.arange(vocab, device=rows.device, dtype=torch.int64) * _MIX_A)
+    u = (((h >> 20) & 0xFFFFFF).float() + 0.5) / 16777216.0  # 24 well-mixed bits -> (0, 1)
+    return -torch.log(-torch.log(u))
+
+
+def image_keys(pixel_values: torch.Tensor) -> torch.Tensor:
+    """One int64 key per image from its pixels (as the processor gives them), independent of the batch."""
+    q = torch.round(pixel_values.float().flatten(1) * 256).to(torch.int64)
+    weights = _mix(torch.arange(q.shape[1], device=q.device, dtype=torch.int64)) | 1
+    return _mix((q * weights).sum(dim=1))  # int64 arithmetic wraps: a hash, exact on any device
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's finaliser on int64 tensors (two's-complement wraparound): nearby inputs, unrelated outputs."""
+    x = x ^ (x >> 30)
+    x = x * _MIX_A
+    x = x ^ (x >> 27)
+    x = x * _MIX_B
+    return x ^ (x >> 31)
 
 
 def consensus_order(captions: list[str], sigma: float = 6.0) -> list[int]:

@@ -232,7 +232,8 @@ def generate_captions(model, processor, pixel_values: torch.Tensor, prompt: str,
     (consensus_order)."""
     draws = kwargs.get("num_return_sequences")
     if draws is None:
-        return _generate(model, processor, pixel_values, prompt, {**kwargs, "num_return_sequences": num_return_sequences})
+        return _generate(model, processor, pixel_values, prompt,
+                         {**kwargs, "num_return_sequences": num_return_sequences})
     captions = draw_captions(model, processor, pixel_values, prompt, kwargs)
     picked = []
     for start in range(0, len(captions), draws):  # each image's draws are together

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -141,11 +140,9 @@ def print_summary(out: Path, timings: dict) -> None:
 def caption_decoding(model: str, **flags) -> GenerationConfig:
     """The decoding `blipnb caption` uses: the run's, saved with an exported model (decoding_defaults.json, what 02
     validated and 03 evaluated with), else GenerationConfig's defaults; flags given (not None) win."""
-    from .model.endpoint import DECODING_FILE
+    from .model.endpoint import read_decoding_defaults  # the same reading a deployed handler does
 
-    saved = Path(model) / DECODING_FILE
-    names = {f.name for f in dataclasses.fields(GenerationConfig)}
-    settings = {k: v for k, v in runs.read_json(saved).items() if k in names} if saved.is_file() else {}
+    settings = read_decoding_defaults(model)  # GenerationConfig's defaults where the folder saved none
     return GenerationConfig(**settings).with_overrides(**flags)
 
 

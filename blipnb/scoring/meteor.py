@@ -13,10 +13,11 @@ line per resample instead of re-sending every segment (1,000 resamples take abou
 
 The JVM takes ~10 s to start (it loads the paraphrase table). Inside `meteor_session()` one process serves every
 call (03 scores two models, the human ceiling and their intervals with one start); outside, each call starts and
-stops its own.
+stops its own. `prestart_meteor()` launches one earlier still, for the next session or call to take over.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -128,8 +129,42 @@ def _stats_line(values) -> str:
 
 
 _shared: dict[str, MeteorProcess] = {}  # java path -> the session's process
+_warm: dict[str, MeteorProcess] = {}  # java path -> a process prestart_meteor launched, for the next user
 _session_depth = 0
 _session_lock = threading.Lock()
+
+
+def prestart_meteor() -> bool:
+    """Launch METEOR's JVM now, ahead of the scoring that needs it: 03 calls this in its first cell, so the JVM
+    loads its tables (~10 s of one core) while imports and loading (one core) leave the other core idle, instead
+    of competing with the captioning later. The next meteor_session or meteor_process takes it over; one nobody
+    took is stopped when Python exits. Returns whether a JVM was launched; one that cannot start is reported by
+    the first score, as without it."""
+    java = shutil.which("java")
+    with _session_lock:
+        if java is None or java in _warm or java in _shared:
+            return False
+        try:
+            _warm[java] = MeteorProcess(java)  # returns at once; the JVM loads in the background
+        except OSError:
+            return False
+    return True
+
+
+def _take_warm(java: str) -> MeteorProcess | None:
+    """The live process prestart_meteor launched for `java`, now the caller's; None if there is none."""
+    process = _warm.pop(java, None)
+    if process is not None and not process.alive():
+        process.close()
+        return None
+    return process
+
+
+@atexit.register
+def _stop_warm() -> None:
+    for process in _warm.values():
+        process.close()
+    _warm.clear()
 
 
 @contextlib.contextmanager
@@ -142,7 +177,9 @@ def meteor_session(prestart: bool = False):
     with _session_lock:
         _session_depth += 1
         java = shutil.which("java")
-        if prestart and java is not None and java not in _shared:
+        if java is not None and java not in _shared and (warm := _take_warm(java)) is not None:
+            _shared[java] = warm
+        elif prestart and java is not None and java not in _shared:
             try:
                 _shared[java] = MeteorProcess(java)  # returns at once; the JVM loads in the background
             except Exception:  # noqa: BLE001 - reported by the first score, which starts it again
@@ -168,10 +205,12 @@ def meteor_process():
         with _session_lock:
             process = _shared.get(java)
             if process is None or not process.alive():
-                process = _shared[java] = _start(java)
+                process = _shared[java] = _take_warm(java) or _start(java)
         yield process
         return
-    process = _start(java)
+    with _session_lock:
+        process = _take_warm(java)
+    process = process or _start(java)
     try:
         yield process
     finally:

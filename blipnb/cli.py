@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,25 +47,40 @@ def run_all(params: dict, out: Path, notebook_dir: Path, only: list[str] | None 
         raise SystemExit(f"blipnb run-all: {e}") from None
     (out / runs.NOTEBOOKS_DIR).mkdir(parents=True, exist_ok=True)
     timings = {}
-    for name in only or NOTEBOOKS:
-        src = notebook_dir / f"{name}.ipynb"
-        dst = out / runs.NOTEBOOKS_DIR / f"{name}.ipynb"
-        mine = {k: v for k, v in params.items() if k in declared[name]}
-        print(f"== {name}: {len(mine)} parameters -> {dst}", flush=True)
-        start = time.time()
-        try:
-            papermill.execute_notebook(str(src), str(dst), parameters=mine, kernel_name="python3",
-                                       progress_bar=sys.stderr.isatty(), cwd=str(Path.cwd()),
-                                       prepare_only=prepare_only)
-        except PapermillExecutionError as e:
-            print(f"\nFAILED: {name}, cell {e.exec_count} ({e.ename}: {e.evalue})\n"
-                  f"The partial executed notebook is kept at {dst}", file=sys.stderr)
-            return 1
-        timings[name] = time.time() - start
-        print(f"   done in {timings[name]:.0f} s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="blipnb-kernels-") as sockets:
+        for name in only or NOTEBOOKS:
+            src = notebook_dir / f"{name}.ipynb"
+            dst = out / runs.NOTEBOOKS_DIR / f"{name}.ipynb"
+            mine = {k: v for k, v in params.items() if k in declared[name]}
+            print(f"== {name}: {len(mine)} parameters -> {dst}", flush=True)
+            start = time.time()
+            try:
+                papermill.execute_notebook(str(src), str(dst), parameters=mine, kernel_name="python3",
+                                           progress_bar=sys.stderr.isatty(), cwd=str(Path.cwd()),
+                                           prepare_only=prepare_only,
+                                           kernel_manager_class=ipc_kernel_manager(Path(sockets)))
+            except PapermillExecutionError as e:
+                print(f"\nFAILED: {name}, cell {e.exec_count} ({e.ename}: {e.evalue})\n"
+                      f"The partial executed notebook is kept at {dst}", file=sys.stderr)
+                return 1
+            timings[name] = time.time() - start
+            print(f"   done in {timings[name]:.0f} s", flush=True)
     if not prepare_only:
         print_summary(out, timings)
     return 0
+
+
+def ipc_kernel_manager(folder: Path) -> type:
+    """A kernel manager class whose kernels talk over local IPC sockets in `folder`, not TCP on localhost: no
+    other user or process on the machine can connect to them, and ipykernel no longer warns, once per notebook,
+    that it runs over TCP without encryption."""
+    from jupyter_client import AsyncKernelManager
+
+    class IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", ip=str(folder / "kernel"), **kwargs)
+
+    return IpcKernelManager
 
 
 def check_run_all(params: dict, out: Path, notebook_dir: Path, only: list[str] | None = None

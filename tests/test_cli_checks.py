@@ -209,3 +209,23 @@ def test_caption_decodes_as_the_run_did_unless_told_otherwise(tmp_path):
     assert cli.caption_decoding("Salesforce/blip-image-captioning-base") == GenerationConfig()
     args = cli.build_parser().parse_args(["caption", "imgs", "--model", "m", "--out", "o.csv"])
     assert (args.num_beams, args.max_new_tokens, args.prompt, args.consensus_samples) == (None,) * 4  # the run's
+
+
+def test_run_all_kernels_talk_over_private_ipc_sockets(tmp_path, capfd):
+    """run-all's kernels use IPC sockets in its own folder, not TCP on localhost (which any local user could reach,
+    and which made ipykernel warn about eavesdropping once per notebook)."""
+    import nbformat
+    import papermill
+
+    src, dst, sockets = tmp_path / "in.ipynb", tmp_path / "out.ipynb", tmp_path / "sockets"
+    sockets.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import json\nfrom ipykernel.kernelapp import IPKernelApp\n"
+        "app = IPKernelApp.instance()\nprint(json.dumps([app.transport, app.ip]))")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, src)
+    papermill.execute_notebook(str(src), str(dst), kernel_name="python3", progress_bar=False,
+                               kernel_manager_class=cli.ipc_kernel_manager(sockets))
+    transport, ip = json.loads(nbformat.read(dst, as_version=4).cells[0].outputs[0]["text"])
+    assert transport == "ipc" and Path(ip).parent == sockets
+    assert "without encryption" not in capfd.readouterr().err

@@ -142,13 +142,19 @@ def prestart_meteor() -> bool:
     the first score, as without it."""
     java = shutil.which("java")
     with _session_lock:
-        if java is None or java in _warm or java in _shared:
+        if java is None or java in _warm or java in _shared or (process := _launch(java)) is None:
             return False
-        try:
-            _warm[java] = MeteorProcess(java)  # returns at once; the JVM loads in the background
-        except OSError:
-            return False
+        _warm[java] = process
     return True
+
+
+def _launch(java: str) -> MeteorProcess | None:
+    """A METEOR JVM started ahead of its first use (Popen returns at once, the JVM loads in the background); None
+    if it cannot start, which the first score then reports when it starts one itself."""
+    try:
+        return MeteorProcess(java)
+    except Exception:  # noqa: BLE001 - reported by the first score, as said
+        return None
 
 
 def _take_warm(java: str) -> MeteorProcess | None:
@@ -177,13 +183,10 @@ def meteor_session(prestart: bool = False):
     with _session_lock:
         _session_depth += 1
         java = shutil.which("java")
-        if java is not None and java not in _shared and (warm := _take_warm(java)) is not None:
-            _shared[java] = warm
-        elif prestart and java is not None and java not in _shared:
-            try:
-                _shared[java] = MeteorProcess(java)  # returns at once; the JVM loads in the background
-            except Exception:  # noqa: BLE001 - reported by the first score, which starts it again
-                pass
+        if java is not None and java not in _shared:
+            process = _take_warm(java) or (_launch(java) if prestart else None)
+            if process is not None:
+                _shared[java] = process
     try:
         yield
     finally:

@@ -121,3 +121,46 @@ def test_spice_images_row_counts_a_subsample():
     rows = report_rows({"results": {FINETUNED: {"metrics": {}, "n_images": 5000, "spice_images": 1500,
                                                  "refs_per_image": {"mean": 5.0}}}})
     assert {row["metric"]: row for row in rows}["SPICE images"][FINETUNED] == "1500 of 5000"
+
+
+def _single_and_mixed_metrics(cfg, refs: dict) -> dict:
+    """metrics.json as evaluate_run writes it, for `refs` and a captioner that repeats each first reference."""
+    from blipnb.evaluation.run import human_ceiling
+    from blipnb.scoring.ceiling import NO_CEILING
+
+    split = {"image_id": list(refs), "captions": list(refs.values())}
+    result = score_captions({k: v[0] for k, v in refs.items()}, refs, do_spice=False)
+    ceiling = human_ceiling(split, cfg)  # references() reads these two columns
+    return {"split": "test", "source": "folder", "n_images": len(refs), "models": {FINETUNED: "m", BASELINE: "b"},
+            "decoding": {}, "results": {FINETUNED: summarise(result, cfg, ceiling), BASELINE: summarise(result, cfg)},
+            HUMAN_CEILING: summarise_ceiling(ceiling, cfg, len(refs)),
+            "unavailable": {HUMAN_CEILING: NO_CEILING} if ceiling is None else {}}
+
+
+def test_one_caption_per_image_has_no_ceiling_and_says_what_its_scores_mean(tmp_path):
+    cfg = tiny_config(tmp_path, n_bootstrap=20)
+    refs = {f"i{k}": [f"a picture of blob {k} on the left"] for k in range(6)}
+    metrics = _single_and_mixed_metrics(cfg, refs)
+    assert metrics[HUMAN_CEILING] is None and "no image has two or more references" in metrics["unavailable"][
+        HUMAN_CEILING]
+    text = format_report(metrics)
+    assert f"{CEILING_LABEL}: not computed: no image has two or more references" in text
+    warnings = [line for line in text.splitlines() if line.startswith("WARNING")]
+    # One warning for both models, saying what one reference costs, and not asking for references that do not exist
+    assert len(warnings) == 1 and warnings[0].startswith(f"WARNING ({FINETUNED}, {BASELINE}): 1.00 reference(s)")
+    assert "not comparable with published COCO or Flickr8k scores" in warnings[0]
+    assert "score against all" not in text
+    card = model_card(cfg, {**metrics, "blipnb_version": "test", "split_hash": "x"})
+    assert "no image has two or more references" in card and "not comparable with published" in card
+
+
+def test_ceiling_covers_the_images_with_several_references_and_says_how_many(tmp_path):
+    cfg = tiny_config(tmp_path, n_bootstrap=20)
+    refs = {"a": REFS["a"], "b": REFS["b"], "d": REFS["d"]}  # 3, 2 and 1 references
+    metrics = _single_and_mixed_metrics(cfg, refs)
+    assert metrics[HUMAN_CEILING]["n_images"] == 2 and metrics[HUMAN_CEILING]["of_images"] == 3
+    assert metrics["unavailable"] == {}
+    text = format_report(metrics)
+    assert "5 items over the 2 of 3 images that have two or more references; the other 1 has one reference" in text
+    rows = {row["metric"]: row for row in report_rows(metrics)}
+    assert rows["n images"][CEILING_LABEL] == "2" and rows["n images"][FINETUNED] == "3"

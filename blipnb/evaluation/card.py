@@ -7,7 +7,7 @@ from .. import runs
 from ..config import Config
 from ..schema import BLEU, CIDER, HUMAN_CEILING, METEOR
 from ..scoring.ceiling import CEILING_LABEL
-from .report import format_value, markdown_table, report_rows, table_notes
+from .report import format_value, markdown_table, report_rows, shared_warnings, table_notes
 from .run import BASELINE, FINETUNED
 
 _RECIPE = ("epochs", "learning_rate", "weight_decay", "lr_scheduler", "warmup_ratio", "batch_size",
@@ -116,7 +116,7 @@ def limitations(cfg: Config, metrics: dict) -> list[str]:
     out = []
     for name, r in metrics["results"].items():
         out += [f"{key} unavailable ({name}): {why}" for key, why in r.get("unavailable", {}).items()]
-        out += [f"Sanity check ({name}): {w}" for w in r.get("sanity", [])]
+    out += [f"Sanity check ({', '.join(names)}): {w}" for w, names in shared_warnings(metrics).items()]
     if cfg.data.source == "sample":
         out.append("Trained and tested on blipnb's synthetic shapes dataset: it describes coloured shapes in image "
                    "quadrants and nothing else; its scores say nothing about real photographs.")

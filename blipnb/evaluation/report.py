@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..schema import HUMAN_CEILING, METEOR, METRIC_KEYS, SACREBLEU, SPICE
-from ..scoring.ceiling import CEILING_LABEL
+from ..scoring.ceiling import CEILING_LABEL, NO_CEILING
 
 
 def report_rows(metrics: dict) -> list[dict]:
@@ -43,12 +43,18 @@ def table_notes(metrics: dict) -> list[str]:
     """What the table's numbers rest on: the human ceiling's method, the METEOR interval, sacreBLEU's signature."""
     notes, ceiling = [], metrics.get(HUMAN_CEILING)
     if ceiling:
+        of = ceiling.get("of_images", ceiling["n_images"])
+        single = of - ceiling["n_images"]
+        covered = (f"{ceiling['n_images']} images" if not single else
+                   f"the {ceiling['n_images']} of {of} images that have two or more references; the other {single} "
+                   f"{'has' if single == 1 else 'have'} one reference and nothing to compare it with")
         notes.append(f"{CEILING_LABEL}: each reference scored against the other references of its image (leave one "
-                     f"out, rotating: {ceiling['n_items']} items over {ceiling['n_images']} images), same tokenizer, "
+                     f"out, rotating: {ceiling['n_items']} items over {covered}), same tokenizer, "
                      "metrics and bootstrap. It has one reference fewer than the models (see refs per image), so its "
                      "BLEU and METEOR sit a little below what a human would score against all of them.")
     elif HUMAN_CEILING in metrics:
-        notes.append(f"{CEILING_LABEL}: not computed (no image has two or more references)")
+        reason = metrics.get("unavailable", {}).get(HUMAN_CEILING, NO_CEILING)
+        notes.append(f"{CEILING_LABEL}: {reason}")
     named = {**metrics["results"], **({CEILING_LABEL: ceiling} if ceiling else {})}
     methods = {n: (r.get("ci", {}).get(METEOR) or {}).get("method") for n, r in named.items()}
     if any(methods.values()):
@@ -76,8 +82,18 @@ def format_report(metrics: dict) -> str:
         lines.append("decoding differs from validation: " + ", ".join(metrics["decoding_differs_from_validation"]))
     for name, r in metrics["results"].items():
         lines += [f"{key} unavailable ({name}): {why}" for key, why in r.get("unavailable", {}).items()]
-        lines += [f"WARNING ({name}): {w}" for w in r.get("sanity", [])]
+    lines += [f"WARNING ({', '.join(names)}): {w}" for w, names in shared_warnings(metrics).items()]
     return "\n".join(lines)
+
+
+def shared_warnings(metrics: dict) -> dict[str, list[str]]:
+    """{sanity warning: the models it was raised for}: a warning about the data (one reference per image) is
+    the same for every model and is said once."""
+    out: dict[str, list[str]] = {}
+    for name, r in metrics["results"].items():
+        for w in r.get("sanity", []):
+            out.setdefault(w, []).append(name)
+    return out
 
 
 def format_value(key: str, value) -> str:

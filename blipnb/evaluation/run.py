@@ -13,7 +13,7 @@ from ..data import split_hashes
 from ..schema import BLEU, CIDER, HUMAN_CEILING, references
 from ..scoring import sanity_check, score_captions
 from ..scoring.bootstrap import bootstrap_cis, paired_comparison
-from ..scoring.ceiling import score_ceiling
+from ..scoring.ceiling import NO_CEILING, score_ceiling
 from ..scoring.meteor import meteor_session
 from ..model.generation import caption_split
 from ..training.provenance import provenance
@@ -60,13 +60,15 @@ def human_ceiling(split, cfg: Config) -> dict | None:
     return score_ceiling(refs, **score_settings(cfg))
 
 
-def summarise_ceiling(ceiling: dict | None, cfg: Config) -> dict | None:
-    """The human ceiling as metrics.json keeps it: like a model's summary, with CIs from the same bootstrap."""
+def summarise_ceiling(ceiling: dict | None, cfg: Config, split_images: int | None = None) -> dict | None:
+    """The human ceiling as metrics.json keeps it: like a model's summary, with CIs from the same bootstrap, and
+    `of_images`, the split's size (the ceiling covers only its images with two or more references)."""
     if ceiling is None:
         return None
     out = {k: v for k, v in ceiling.items() if k not in ("per_image", "stats")}
     out["ci"] = bootstrap_cis(ceiling, n_boot=cfg.eval.n_bootstrap, seed=cfg.eval.bootstrap_seed)
     out["method"] = "each reference scored against the other references of its image (leave one out, rotating)"
+    out["of_images"] = split_images if split_images is not None else ceiling["n_images"]
     return out
 
 
@@ -94,7 +96,9 @@ def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[s
         # Validation in 02 decoded with the run's stored settings; anything else here is said, not silent.
         "decoding_differs_from_validation": decoding_differences(cfg),
         "results": summaries,
-        HUMAN_CEILING: summarise_ceiling(ceiling, cfg),
+        HUMAN_CEILING: summarise_ceiling(ceiling, cfg, len(split)),
+        # Like a metric that cannot run: null above, and the reason here.
+        "unavailable": {HUMAN_CEILING: NO_CEILING} if ceiling is None else {},
         "provenance": provenance(cfg),
     }
     if FINETUNED in results and BASELINE in results:

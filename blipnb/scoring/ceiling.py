@@ -18,6 +18,8 @@ from __future__ import annotations
 from .coco import score_captions
 
 CEILING_LABEL = "references vs each other"  # its column in 03's table and the model card
+NO_CEILING = ("not computed: no image has two or more references, and the human ceiling scores each reference "
+              "against the other references of its image")
 
 
 def leave_one_out(references: dict) -> tuple[dict[str, str], dict[str, list[str]], dict[str, str]]:
@@ -39,7 +41,7 @@ def score_ceiling(references: dict, **score_kwargs) -> dict:
     `refs_per_image` the references each held-out reference was scored against."""
     hypotheses, held_out_refs, groups = leave_one_out(references)
     if not hypotheses:
-        raise ValueError("no image has two or more references: a human ceiling needs references to compare")
+        raise ValueError(NO_CEILING)
     result = score_captions(hypotheses, held_out_refs, **score_kwargs)
     result["stats"]["groups"] = [groups[i] for i in result["stats"]["image_ids"]]
     result["n_items"], result["n_images"] = result["n_images"], len(set(groups.values()))

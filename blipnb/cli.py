@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import runs
 from .config import Config, GenerationConfig, build_config
-from .errors import USER_ERRORS, ModelUnavailable, ParameterError
+from .errors import USER_ERRORS, MissingExtra, ModelUnavailable, ParameterError, require
 from .presets import add_parameter_arguments, read_params
 from .train import add_arguments as add_train_arguments
 from .train import train
@@ -258,10 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:
-        from .serve import main as serve
+    try:
+        if argv[:1] == ["serve"]:
+            require("litserve", "blipnb serve")
+            from .serve import main as serve
 
-        return serve(argv[1:])
+            return serve(argv[1:])
+        if argv[:1] == ["run-all"]:
+            require("papermill", "blipnb run-all")
+    except MissingExtra as e:
+        raise SystemExit(f"blipnb: {e}") from None
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "train":

@@ -54,6 +54,34 @@ class MissingRunFile(FileNotFoundError):
 USER_ERRORS = (ParameterError, DataSourceUnavailable, ModelUnavailable, BadImageError, BadDataError, MissingRunFile)
 
 
+class MissingExtra(ImportError):
+    """An optional part of blipnb is used without its extra installed; the message gives the pip command."""
+
+
+# The optional extras of pyproject.toml: what each brings, by the module a feature imports first.
+EXTRAS = {"litserve": "serve", "papermill": "notebooks", "jupyter_client": "notebooks", "ipywidgets": "notebooks",
+          "pandas": "notebooks", "nbval": "notebooks"}
+
+
+def require(module: str, feature: str):
+    """import_module(module), or MissingExtra naming `feature` and the pip command of the extra that brings it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] != module.split(".")[0]:
+            raise  # something else is missing: not ours to rename
+        extra = EXTRAS.get(module.split(".")[0])
+        install = f"pip install 'blipnb[{extra}]' (in a checkout: pip install -e '.[{extra}]')" if extra else \
+            f"pip install {module.split('.')[0]}"
+        raise MissingExtra(f"{feature} needs {module.split('.')[0]}, which is not installed: {install}") from None
+
+
+class CheckpointUnusable(RuntimeError):
+    """No checkpoint of the run can be resumed from; the message names each one and what is wrong with it."""
+
+
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm became NaN or infinite; training stopped at that step."""
 
@@ -62,4 +90,4 @@ class WorkerFailed(RuntimeError):
     """A training process started by blipnb's torchrun launcher failed; the message is the worker's own error."""
 
 
-USER_ERRORS = (*USER_ERRORS, TrainingDiverged, WorkerFailed)
+USER_ERRORS = (*USER_ERRORS, MissingExtra, CheckpointUnusable, TrainingDiverged, WorkerFailed)

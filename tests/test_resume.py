@@ -139,3 +139,33 @@ def test_checkpoints_keep_the_optimizer_scheduler_and_rng_state_for_resume(tmp_p
     assert {"optimizer.pt", "scheduler.pt", "trainer_state.json"} <= saved
     assert any(name.startswith("rng_state") for name in saved), saved
     assert torch.is_grad_enabled()
+
+
+def test_resume_auto_skips_a_truncated_checkpoint_naming_it_and_resumes_from_the_newest_that_loads(tmp_path,
+                                                                                                    capsys):
+    _train(tmp_path / "t", max_steps=4)  # checkpoint-2 and checkpoint-4
+    folder = tmp_path / "t" / runs.CHECKPOINTS_DIR
+    weights = folder / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a copy that stopped part-way
+    _, results = _train(tmp_path / "t", resume_from_checkpoint="auto")
+    out = capsys.readouterr().out
+    assert "cannot resume from" in out and "checkpoint-4: model.safetensors is truncated" in out
+    assert "resuming from checkpoint-2, the newest checkpoint that loads" in out
+    assert results["resumed_step"] == 2 and results["global_step"] == 6
+
+
+def test_resume_auto_fails_in_one_line_when_no_checkpoint_loads(tmp_path):
+    from blipnb.errors import CheckpointUnusable
+    from blipnb.training.checkpoints import checkpoint_problem, newest_usable
+
+    _train(tmp_path / "n", max_steps=2)
+    ckpt = tmp_path / "n" / runs.CHECKPOINTS_DIR / "checkpoint-2"
+    (ckpt / "optimizer.pt").write_bytes((ckpt / "optimizer.pt").read_bytes()[:-200])
+    assert checkpoint_problem(ckpt).startswith("optimizer.pt is not a torch checkpoint file")
+    with pytest.raises(CheckpointUnusable, match=r"no checkpoint in .* loads: checkpoint-2 \(optimizer.pt") as e:
+        newest_usable(ckpt.parent, log=lambda _: None)
+    assert "\n" not in str(e.value) and "resume_from_checkpoint=False" in str(e.value)
+    (ckpt / "optimizer.pt").unlink()
+    assert checkpoint_problem(ckpt) == "it has no optimizer.pt"
+    with pytest.raises(ParameterError, match="cannot resume from .*it has no optimizer.pt"):
+        _train(tmp_path / "n", resume_from_checkpoint=str(ckpt))

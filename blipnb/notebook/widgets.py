@@ -13,12 +13,12 @@ import math
 import os
 from pathlib import Path
 
-import ipywidgets as widgets
-
 from ..config import MAX_CONSENSUS_SAMPLES, GenerationConfig
-from ..schema import IMAGE, IMAGE_ID, undecoded
 from ..data.images import BadImageError, to_rgb
-from ..schema import CIDER, METRIC_KEYS
+from ..errors import require
+from ..schema import CIDER, IMAGE, IMAGE_ID, METRIC_KEYS, undecoded
+
+widgets = require("ipywidgets", "blipnb's notebook widgets")
 
 DECODINGS = ("greedy", "beam", "sampling", "consensus")
 CONSENSUS_DRAWS = 16  # the consensus row and button when the run itself does not decode by consensus

@@ -16,6 +16,7 @@ from ..data import validation_subset
 from ..errors import ParameterError
 from ..model.precision import resolve
 from ..schema import BLEU, CIDER
+from .checkpoints import TRAINER_STATE, checkpoint_problem, newest_usable
 from .guard import all_finite, diverged, is_finite_number
 from .lora import apply_lora, is_lora, merge_lora
 from .distributed import ddp_backend, forward_inside_ddp, is_main_process, token_share, world_size
@@ -193,21 +194,25 @@ def build_trainer(cfg: Config, model, processor, ds, callbacks=()) -> CaptionTra
 
 
 def resume_checkpoint(cfg: Config) -> str | None:
-    """The checkpoint folder cfg.train.resume_from_checkpoint names: 'auto' is the run's latest (None if it has
-    none), a path must be a checkpoint folder, False is None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """The checkpoint folder cfg.train.resume_from_checkpoint names: 'auto' is the run's newest that loads (None if
+    it has none; see training.checkpoints), a path must be a checkpoint folder that loads, False is None."""
     wanted = cfg.train.resume_from_checkpoint
     if wanted is False:
         return None
     if wanted == "auto":
-        folder = Path(cfg.run_dir) / runs.CHECKPOINTS_DIR
-        return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        return newest_usable(Path(cfg.run_dir) / runs.CHECKPOINTS_DIR, log=print if is_main_process() else _quiet)
     path = Path(wanted)
-    if not (path / "trainer_state.json").is_file():
+    if not (path / TRAINER_STATE).is_file():
         raise ParameterError(f"parameter 'resume_from_checkpoint': {str(path)!r} is not a checkpoint folder (it has "
-                             f"no trainer_state.json); use 'auto' for the run's latest checkpoint")
+                             f"no {TRAINER_STATE}); use 'auto' for the run's latest checkpoint")
+    if (problem := checkpoint_problem(path)) is not None:
+        raise ParameterError(f"parameter 'resume_from_checkpoint': cannot resume from {str(path)!r}: {problem}; "
+                             "use 'auto' for the run's newest checkpoint that loads")
     return str(path)
+
+
+def _quiet(_message: str) -> None:
+    """Other ranks than 0 resolve the same checkpoint without repeating what rank 0 says."""
 
 
 def train_model(cfg: Config, model, processor, ds, callbacks=()) -> dict:

@@ -162,3 +162,10 @@ def test_attribute_accuracy_binds_colours_to_shapes():
 def test_attribute_accuracy_is_none_without_an_attributes_column():
     split = Dataset.from_dict({"image_id": ["x"], "captions": [["a dog"]]})
     assert analysis.attribute_accuracy([row("x", "a dog", ["a dog"])], split) is None
+
+
+def test_a_users_own_attributes_column_is_not_taken_for_the_samples():
+    rows = [{"image_id": "x", "prediction": "a red car", "references": ["a red car"], "scores": {}}]
+    for value in ("outdoor", json.dumps({"weather": "rain"}), json.dumps({"objects": ["car"]}), None):
+        split = Dataset.from_dict({"image_id": ["x"], "attributes": [value]})
+        assert analysis.attribute_accuracy(rows, split) is None, value

@@ -167,6 +167,25 @@ def worst_slices(slices: list[dict], k: int = 5) -> list[dict]:
     return sorted(slices, key=lambda s: (s["mean"], s["slice"]))[:k]
 
 
+def sample_attributes(split) -> dict[str, dict] | None:
+    """{image_id: the sample's ground truth} from the split's `attributes` column, or None when there is no such
+    column or any value is not the sample's JSON (an object whose `objects` list each name a shape)."""
+    if ATTRIBUTES not in split.column_names:
+        return None
+    table = split.select_columns([IMAGE_ID, ATTRIBUTES])
+    truth = {}
+    for image_id, value in zip(table[IMAGE_ID], table[ATTRIBUTES]):
+        try:
+            parsed = json.loads(value)
+        except (TypeError, ValueError):
+            return None
+        objects = parsed.get("objects") if isinstance(parsed, dict) else None
+        if not isinstance(objects, list) or not all(isinstance(o, dict) and "shape" in o for o in objects):
+            return None
+        truth[str(image_id)] = parsed
+    return truth
+
+
 def attribute_accuracy(rows: list[dict], split) -> list[dict] | None:
     """Per-attribute accuracy of predicted captions on the synthetic sample, overall and for clean vs hard images.
 
@@ -178,14 +197,14 @@ def attribute_accuracy(rows: list[dict], split) -> list[dict] | None:
         the matching binds attributes to objects, so colours swapped between two shapes count as wrong;
       - count: share of images whose predicted count (the number word, else the shapes named) is right;
       - all: share of images with the count and every attribute of every object right.
-    Returns None when the split has no `attributes` column (only the sample source has one).
+    Returns None when the split has no `attributes` column in the sample's form (only the sample has one; a
+    user's own column of that name, in another form, is not mistaken for it).
     """
     from ..data.sample import parse_attributes
 
-    if ATTRIBUTES not in split.column_names:
+    truth = sample_attributes(split)
+    if truth is None:
         return None
-    table = split.select_columns([IMAGE_ID, ATTRIBUTES])
-    truth = {str(i): json.loads(a) for i, a in zip(table[IMAGE_ID], table[ATTRIBUTES])}
     missing = [r["image_id"] for r in rows if str(r["image_id"]) not in truth]
     if missing:
         raise ValueError(f"{len(missing)} predicted image id(s) are not in the split, e.g. {missing[:5]}")

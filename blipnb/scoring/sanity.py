@@ -24,6 +24,7 @@ PLAUSIBLE = {
     "folder": {},  # unknown data: no default ceiling
 }
 METRIC_MAXIMA = {BLEU[3]: 1.0, METEOR: 1.0, CIDER: 10.0}  # CIDEr-D's maximum: identical to every reference
+FEW_IMAGES = 30  # fewer scored images than this: the intervals are said to mean little
 CEILING_MARGIN = 0.75  # share of the gap from the human ceiling to the maximum that a model may close (see above)
 LEAK_CAUSES = (
     "the reference caption fed to `generate` as a prompt (pass pixel_values only)",
@@ -34,15 +35,17 @@ LEAK_CAUSES = (
 
 def sanity_check(metrics: dict, source: str, plausible: dict | None = None, *,
                  refs_per_image: float | None = None, ceiling: dict | None = None) -> list[str]:
-    """Warnings for scores implausible on this source or far above the human ceiling (usually a leak) and for
-    single-reference scoring.
+    """Warnings for scores implausible on this source or far above the human ceiling (usually a leak), for
+    single-reference scoring, and for too few images to say much.
 
     `metrics` is a flat metrics dict or a whole score_captions result (which also gives refs_per_image).
     `plausible` overrides the source's ceilings per metric key; None values keep the source default.
     `ceiling` is the human ceiling's metrics (flat, or its score_captions result), when it was computed.
     """
+    n_images = None
     if "metrics" in metrics:
         refs_per_image = refs_per_image or metrics.get("refs_per_image", {}).get("mean")
+        n_images = metrics.get("n_images")
         metrics = metrics["metrics"]
     if source not in PLAUSIBLE and not plausible:
         raise ValueError(f"unknown source {source!r}; known: {sorted(PLAUSIBLE)} (or pass plausible=)")
@@ -56,6 +59,10 @@ def sanity_check(metrics: dict, source: str, plausible: dict | None = None, *,
     warnings += above_ceiling(metrics, ceiling)
     if refs_per_image is not None and refs_per_image < 2:
         warnings.append(single_reference_note(refs_per_image))
+    if n_images is not None and n_images < FEW_IMAGES:
+        warnings.append(f"only {n_images} image(s) scored: a bootstrap over so few images cannot show how much the "
+                        "scores would move on other images (with one image the interval has no width); score a "
+                        "larger split (test_fraction, or more images) before drawing conclusions")
     return warnings
 
 

@@ -157,3 +157,59 @@ def make_karpathy_hub(root: Path) -> Path:
                 "cocoid": [e["cocoid"] for e in rows], "url": [f"http://x/{e['filename']}" for e in rows]}
         Dataset.from_dict(data).to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
     return root
+
+
+# What people's own folders look like: the formats and modes the loaders accept, one caption per image or several,
+# captions given per row or as a list, images in nested folders.
+FORMATS = {"png": ("PNG", ("L", "P", "RGBA", "I;16", "LA", "1")), "jpg": ("JPEG", ("RGB", "L", "CMYK")),
+           "webp": ("WEBP", ("RGB", "RGBA")), "gif": ("GIF", ("P", "L")), "bmp": ("BMP", ("RGB", "L")),
+           "tif": ("TIFF", ("CMYK", "I;16", "RGB"))}
+
+
+def write_mode_image(path: Path, seed: int, mode: str, fmt: str, size: int = 48) -> Path:
+    """An image file in `mode` and `fmt`; I;16 spans the 16-bit range, as a scientific or medical scan does."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = blob_image(seed, size)
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(image.convert("L"), dtype=np.uint16) * 257)
+    else:
+        image = image.convert(mode)
+    image.save(path, format=fmt)
+    return path
+
+
+def words_for(i: int) -> list[str]:
+    """A few captions that differ by image, so that a tokenizer and a model have something to learn."""
+    colour, thing = ("red", "green", "blue", "grey")[i % 4], ("dog", "boat", "tree", "house", "car")[i % 5]
+    return [f"a {colour} {thing} in the picture", f"the {thing} is {colour}", f"one {colour} {thing}",
+            f"a photo of a {thing} that is {colour}"]
+
+
+def make_one_caption_folder(root: Path, n: int = 30) -> Path:
+    """images/photos/IMG_<i>.jpg + metadata.csv of file_name,caption: one caption per image, no split column."""
+    lines = ["file_name,caption"]
+    for i in range(n):
+        name = f"images/photos/IMG_{i:04d}.jpg"
+        write_image(root / name, 5000 + i)
+        lines.append(f'{name},"{words_for(i)[0]}, seen from afar"')  # a comma: the quoting a spreadsheet writes
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_mixed_folder(root: Path) -> Path:
+    """metadata.jsonl mixing `caption` rows (one image over several rows) and `captions` lists (1 to 4 per image),
+    a split column leaving validation 2 and test 3 images, every format and mode of FORMATS, nested folders."""
+    kinds = [(ext, fmt, mode) for ext, (fmt, modes) in FORMATS.items() for mode in modes]
+    splits = ["validation"] * 2 + ["test"] * 3 + ["train"] * (len(kinds) + 3)
+    rows = []
+    for i, split in enumerate(splits):
+        ext, fmt, mode = kinds[i % len(kinds)]
+        name = f"images/{split}/{'day' if i % 2 else 'night'}/{i:03d}_{mode.replace(';', '')}.{ext}"
+        write_mode_image(root / name, 7000 + i, mode, fmt)
+        captions = words_for(i)[:1 + i % 4]
+        if i % 3 == 0:  # one row per caption, as exported from a labelling tool
+            rows += [{"file_name": name, "caption": c, "split": split} for c in captions]
+        else:
+            rows.append({"file_name": name, "captions": captions, "split": split})
+    write_metadata(root, rows, "jsonl")
+    return root

@@ -67,7 +67,7 @@ def newest_usable(checkpoints_dir: str | Path, log=print) -> str | None:
     if refused:
         raise CheckpointUnusable(
             f"resume_from_checkpoint='auto': no checkpoint in {folder} loads: {'; '.join(refused)}. Delete the "
-            "broken folders, or start afresh with resume_from_checkpoint=False (and overwrite=True).")
+            "broken folders, or start afresh with resume_from_checkpoint=False.")
     return None
 
 

@@ -19,7 +19,7 @@ from common import Results, add_repo_to_path, parser, pick_device, sync
 
 add_repo_to_path()
 from blipnb.training import cache  # noqa: E402  (after add_repo_to_path)
-from blipnb.data.images import to_rgb  # noqa: E402
+from blipnb.runtime.images import to_rgb  # noqa: E402
 
 SOURCE_SIZE = (500, 375)  # width, height
 BATCH = 64

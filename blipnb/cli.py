@@ -155,11 +155,10 @@ def print_summary(out: Path, timings: dict) -> None:
 
 def caption_decoding(model: str, **flags) -> GenerationConfig:
     """The decoding `blipnb caption` uses: the run's, saved with an exported model (decoding_defaults.json, what 02
-    validated and 03 evaluated with), else GenerationConfig's defaults; flags given (not None) win."""
-    from .model.endpoint import read_decoding_defaults  # the same reading a deployed handler does
+    validated and 03 evaluated with), else the defaults; flags given (not None) win."""
+    from .runtime.decoding import Decoding  # the same reading a deployed model does
 
-    settings = read_decoding_defaults(model)  # GenerationConfig's defaults where the folder saved none
-    return GenerationConfig(**settings).with_overrides(**flags)
+    return GenerationConfig(**Decoding.load(model).settings()).merged(**flags)
 
 
 def caption(args) -> int:

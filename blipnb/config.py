@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Union
 
 from .errors import ParameterError
+from .runtime.decoding import Decoding, DecodingError
 from .runs import CAPTION_SUFFIXES, check_caption_output, read_json
 from .schema import PER_IMAGE_KEYS, SPLITS
 
@@ -217,100 +218,30 @@ class TrainConfig:
             self.finetune_method == "lora" and "qkv" not in self.lora_target_modules())
 
 
-MAX_CONSENSUS_SAMPLES = 64  # consensus draws per image; blipnb.model.endpoint.PARAMETERS bounds a request the same
-
-DECODING_PRESETS = {
-    # BLIP paper (Li et al. 2022), COCO captioning: beam 3, max length 20, min length 5, lengths counting the
-    # [DEC] token and the prompt (BLIP passes max_length/min_length to generate with the prompt as input_ids).
-    "blip_paper": dict(num_beams=3, max_new_tokens=20, min_new_tokens=5, length_counts_prompt=True,
-                       do_sample=False, consensus_samples=0),
-    "greedy": dict(num_beams=1, do_sample=False, consensus_samples=0),
-}
-
-
 @dataclass
-class GenerationConfig:
-    """Decoding. Captions are generated from pixel_values only, plus this optional fixed prompt."""
+class GenerationConfig(Decoding):
+    """Decoding (every setting's default, help and bounds live in blipnb.runtime.decoding.Decoding, the one value
+    all captioning takes) and how many images one generate call holds."""
 
-    max_new_tokens: int = param(30, "longest caption, in tokens")
-    min_new_tokens: int = param(0, "shortest caption, in tokens")
-    length_counts_prompt: bool = param(False, "max_new_tokens and min_new_tokens also count the [DEC] token and "
-                                              "the prompt, as BLIP's max_length/min_length do")
-    num_beams: int = param(5, "beam width (1: greedy)")
-    length_penalty: float = param(1.0, "above 1 favours longer beams")
-    early_stopping: bool = param(True, "stop a beam search once num_beams captions are finished")
-    do_sample: bool = param(False, "nucleus sampling instead of search")
-    top_p: float = param(0.9, "nucleus mass when sampling")
-    temperature: float = param(1.0, "sampling temperature")
-    prompt: str = param("", "fixed text prefix, e.g. 'a picture of '; masked from the loss, stripped from output")
-    consensus_samples: int = param(0, "0: off; N (2 or more): draw N captions by sampling (top_p, temperature) "
-                                      "and return the one the others agree with most (minimum Bayes risk, "
-                                      "CIDEr-D-like)")
     gen_batch_size: int = param(64, "images per generate call")
-    decoding_preset: Optional[str] = param(None, "blip_paper (beam 3, max 20, min 5) or greedy: overrides the "
-                                                 "decoding settings")
 
     def __post_init__(self):
-        if self.decoding_preset is not None:
-            _one_of("decoding_preset", self.decoding_preset, tuple(DECODING_PRESETS))
-            for k, v in DECODING_PRESETS[self.decoding_preset].items():
-                setattr(self, k, v)
-        for name in ("max_new_tokens", "num_beams", "gen_batch_size"):
-            _at_least(name, getattr(self, name), 1)
-        _at_least("min_new_tokens", self.min_new_tokens, 0)
-        if self.min_new_tokens > self.max_new_tokens:
-            raise ParameterError(f"min_new_tokens={self.min_new_tokens} exceeds max_new_tokens={self.max_new_tokens}")
-        _in_range("top_p", self.top_p, 0.0, 1.0)
-        if self.consensus_samples == 1 or not 0 <= self.consensus_samples <= MAX_CONSENSUS_SAMPLES:
-            raise ParameterError(f"consensus_samples must be 0 (off) or 2..{MAX_CONSENSUS_SAMPLES} (captions drawn "
-                                 f"per image to choose among), got {self.consensus_samples}")
-        if self.temperature <= 0:
-            raise ParameterError(f"temperature must be > 0, got {self.temperature}")
+        try:
+            super().__post_init__()
+        except DecodingError as e:
+            raise ParameterError(f"parameter {e}") from None
+        _at_least("gen_batch_size", self.gen_batch_size, 1)
 
-    def with_overrides(self, **settings) -> "GenerationConfig":
-        """A validated copy with `settings` applied on top: a preset no longer overrides them, and
-        min_new_tokens shrinks to fit a shorter max_new_tokens."""
-        settings = {k: v for k, v in settings.items() if v is not None}
-        check_known(settings, fields_of=GenerationConfig)
-        merged = {**dataclasses.asdict(self), "decoding_preset": None, **settings}
-        if "min_new_tokens" not in settings:
-            merged["min_new_tokens"] = min(merged["min_new_tokens"], merged["max_new_tokens"])
-        return GenerationConfig(**merged)
-
-    def generate_kwargs(self) -> dict:
-        """Keyword arguments for `model.generate` (the prompt is handled by blipnb.model.generation). With
-        consensus_samples, generate draws that many captions per image (blipnb.model.endpoint picks one)."""
-        if self.length_counts_prompt:  # generate's max_length/min_length count its input_ids: [DEC] + prompt
-            kw = dict(max_length=self.max_new_tokens, min_length=self.min_new_tokens)
-        else:
-            kw = dict(max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens)
-        sampling = self.samples
-        kw.update(num_beams=1 if self.consensus_samples else self.num_beams, do_sample=sampling)
-        if kw["num_beams"] > 1:
-            kw.update(length_penalty=self.length_penalty, early_stopping=self.early_stopping)
-        if sampling:
-            kw.update(top_p=self.top_p, temperature=self.temperature)
-        if self.consensus_samples:
-            kw.update(num_return_sequences=self.consensus_samples)
-        return kw
-
-    @property
-    def samples(self) -> bool:
-        """Whether captions are drawn at random (sampling, or the draws of consensus decoding)."""
-        return self.do_sample or self.consensus_samples > 0
-
-    def differences(self, before: "GenerationConfig") -> list[str]:
-        """The settings that change captions and differ from `before`, as "num_beams 3 -> 5"; beam settings only
-        where either searches with beams, sampling settings only where either samples."""
-        skip = {"gen_batch_size", "decoding_preset"}  # batching changes no caption; a preset is already applied
-        if self.num_beams == before.num_beams == 1 or (self.consensus_samples and before.consensus_samples):
-            skip |= {"length_penalty", "early_stopping"}
-            if self.consensus_samples and before.consensus_samples:
-                skip |= {"num_beams"}  # consensus draws ignore the beam width
-        if not (self.samples or before.samples):
-            skip |= {"top_p", "temperature"}
-        return [f"{f.name} {getattr(before, f.name)!r} -> {getattr(self, f.name)!r}" for f in fields(self)
-                if f.name not in skip and getattr(before, f.name) != getattr(self, f.name)]
+    def merged(self, **explicit) -> "GenerationConfig":
+        """A validated copy with the `explicit` settings on top (None: not given): they always win, and
+        min_new_tokens shrinks to fit a shorter max_new_tokens unless it was given too."""
+        explicit = {k: v for k, v in explicit.items() if v is not None}
+        batch = explicit.pop("gen_batch_size", self.gen_batch_size)
+        try:
+            merged = Decoding.merged(self, **explicit)
+        except DecodingError as e:
+            raise ParameterError(f"parameter {e}") from None
+        return dataclasses.replace(merged, gen_batch_size=batch)
 
 
 @dataclass
@@ -508,7 +439,7 @@ def load_config(path) -> Config:
     for value in stored.values():
         if isinstance(value, dict):  # one dict per stage; older files grouped the stages differently
             flat.update(value)
-    flat.pop("decoding_preset", None)  # already applied to the stored decoding values
+    flat.pop("decoding_preset", None)  # older runs stored a preset's name beside the values it had set
     return build_config({k: v for k, v in flat.items() if k in PARAMETERS})
 
 

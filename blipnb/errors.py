@@ -4,6 +4,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Raised by the standalone runtime (which cannot import blipnb), shown to users like the errors below.
+from .runtime.decoding import DecodingError as DecodingError
+from .runtime.images import BadImageError as BadImageError
+
 OFFLINE_PRESET = "notebooks/params/sample.yaml"  # the offline preset, inside the blipnb repository
 
 
@@ -34,8 +38,6 @@ class ModelUnavailable(RuntimeError):
     """The model could not be loaded (e.g. no hub access); the message says what to do instead."""
 
 
-class BadImageError(ValueError):
-    """An image that cannot be decoded; the message names the file or image id."""
 
 
 class BadDataError(ValueError):
@@ -51,7 +53,8 @@ class MissingRunFile(FileNotFoundError):
 
 
 # Shown in notebooks as one line instead of a traceback (see blipnb.notebook.setup).
-USER_ERRORS = (ParameterError, DataSourceUnavailable, ModelUnavailable, BadImageError, BadDataError, MissingRunFile)
+USER_ERRORS = (ParameterError, DecodingError, DataSourceUnavailable, ModelUnavailable, BadImageError, BadDataError,
+               MissingRunFile)
 
 
 class MissingExtra(ImportError):

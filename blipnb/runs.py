@@ -32,7 +32,7 @@ ERROR_ANALYSIS = "error_analysis.json"  # 04's tables
 FIGURES_DIR = "figures"
 NOTEBOOKS_DIR = "notebooks"  # executed notebooks written by `blipnb run-all`
 MODEL_CARD = "README.md"  # inside MODEL_DIR
-# The deployable export inside MODEL_DIR (blipnb.model.deploy): two copies of blipnb/model/endpoint.py
+# The deployable export inside MODEL_DIR (blipnb.model.deploy): one thin entry point per host, each with blipnb.runtime
 HANDLER = "handler.py"  # Hugging Face Inference Endpoints' custom handler
 SAGEMAKER_ENTRY = "code/inference.py"  # SageMaker inference toolkits' model_fn / input_fn / predict_fn / output_fn
 REQUIREMENTS = "requirements.txt"  # what they import; Inference Endpoints reads it at the root, SageMaker in code/

@@ -1,6 +1,6 @@
-"""`blipnb serve MODEL_DIR --port P`: caption images over HTTP with dynamic batching (LitServe), through the module
-an export deploys as handler.py and code/inference.py (blipnb.model.endpoint), so the server, the hosts and the
-tests run one implementation.
+"""`blipnb serve MODEL_DIR --port P`: caption images over HTTP with dynamic batching (LitServe), through the runtime
+an export deploys behind handler.py and code/inference.py (blipnb.runtime), so the server, the hosts and the tests
+run one implementation.
 
     POST /predict  JSON {"inputs": "<base64 image>", "parameters": {...}}, or the image itself as the body
                    (Content-Type image/jpeg, image/png, ...; decoding parameters in the query string)
@@ -10,7 +10,7 @@ tests run one implementation.
 Each request is checked where it arrives (RequestGate, in the HTTP process): bad input is answered at once with a
 4xx and a JSON {"error": ...}, and never joins a batch. LitServe gathers up to --max-batch-size good requests,
 waiting at most --batch-timeout seconds; requests with different decoding settings go to separate generate calls
-(endpoint.Captioner.caption groups them). Every request is logged to stderr: method, path, status, latency.
+(Captioner.caption groups them). Every request is logged to stderr: method, path, status, latency.
 """
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ import signal
 import sys
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl
-
 import litserve as ls
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from .model import endpoint
-from .model.endpoint import BadRequest
+from .runtime import hosts
+from .runtime.captioner import Captioner, group_by_decoding
+from .runtime.decoding import Decoding
+from .runtime.hosts import BadRequest, parameters_from_query, request_decoding
 
 PROG = "blipnb serve"
 PREDICT_PATH = "/predict"
@@ -47,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=16, help="requests captioned together (1: no batching)")
     p.add_argument("--batch-timeout", type=float, default=0.01,
                    help="seconds a batch waits to fill before it runs with what it has")
-    p.add_argument("--max-upload-mb", type=float, default=endpoint.MAX_UPLOAD_BYTES / 2**20,
+    p.add_argument("--max-upload-mb", type=float, default=hosts.MAX_UPLOAD_BYTES / 2**20,
                    help="largest request body, in MiB (413 above)")
-    p.add_argument("--max-image-pixels", type=int, default=endpoint.MAX_IMAGE_PIXELS,
+    p.add_argument("--max-image-pixels", type=int, default=hosts.MAX_IMAGE_PIXELS,
                    help="largest image (width x height, read from its header before decoding; 413 above)")
     p.add_argument("--workers", type=int, default=1, help="model copies (inference processes) per device")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker (default: torch's)")
@@ -59,24 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parameters_from_query(query: bytes | str) -> dict:
-    """Decoding parameters from a query string (?num_beams=3&do_sample=false), typed as endpoint.PARAMETERS says;
-    unknown names pass through for endpoint.check_parameters to name."""
-    text = query.decode("latin-1") if isinstance(query, bytes) else query
-    out = {}
-    for name, value in parse_qsl(text, keep_blank_values=True):
-        kind = endpoint.PARAMETERS.get(name, (str,))[0]
-        try:
-            if kind is bool:
-                out[name] = {"true": True, "1": True, "false": False, "0": False}[value.strip().lower()]
-            else:
-                out[name] = kind(value)
-        except (KeyError, ValueError):
-            expected = "true or false" if kind is bool else kind.__name__
-            raise BadRequest(f"parameter {name!r} must be {expected}, got {value!r}", 422) from None
-    return out
-
-
 class RequestGate:
     """ASGI middleware in the HTTP process: checks each prediction request completely (size, content type, JSON,
     image, parameters) before it is queued, rewrites a good one as {"inputs": base64, "parameters": checked} for
@@ -84,7 +66,7 @@ class RequestGate:
 
     def __init__(self, app, *, model_dir: str, max_bytes: int, max_pixels: int, path: str = PREDICT_PATH):
         self.app, self.path, self.max_bytes, self.max_pixels = app, path, max_bytes, max_pixels
-        self.defaults = endpoint.read_decoding_defaults(model_dir)
+        self.decoding = Decoding.load(model_dir)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -147,7 +129,7 @@ class RequestGate:
 
     def check(self, body: bytes, content_type: str | None, query: bytes) -> dict:
         """The request as CaptionAPI reads it, or BadRequest; images are decoded here once to be checked."""
-        _, params, batched = endpoint.read_body(body, content_type, self.max_bytes, self.max_pixels)
+        _, params, batched = hosts.read_body(body, content_type, self.max_bytes, self.max_pixels)
         if batched:
             raise BadRequest("send one image per request: the server batches requests itself", 422)
         if (content_type or "").split(";")[0].strip().lower() == "application/json":
@@ -157,8 +139,8 @@ class RequestGate:
             image = json.loads(body)["inputs"]
         else:
             image = base64.b64encode(body).decode("ascii")
-            params = endpoint.check_parameters(parameters_from_query(query))
-        endpoint.decoding(self.defaults, params)  # e.g. min_new_tokens over the run's max_new_tokens
+            params = parameters_from_query(query)
+        request_decoding(self.decoding, params)  # names, types, ranges; e.g. min_new_tokens over the run's max
         return {"inputs": image, "parameters": params}
 
 
@@ -174,21 +156,21 @@ class CaptionAPI(ls.LitAPI):
             import torch
 
             torch.set_num_threads(self.threads)
-        self.captioner = endpoint.Captioner(self.model_dir, device=device)
+        self.captioner = Captioner(self.model_dir, device=device)
 
     def decode_request(self, request):
         try:
-            images, params, _ = endpoint.read_payload(request, self.max_bytes, self.max_pixels)
-            return images[0], self.captioner.settings(params)
+            images, params, _ = hosts.read_payload(request, self.max_bytes, self.max_pixels)
+            return images[0], request_decoding(self.captioner.decoding, params)
         except BadRequest as e:  # RequestGate lets none through; if one came, it is answered alone
             return e
 
     def predict(self, x):
         items = x if self.max_batch_size > 1 else [x]
         good = [i for i, item in enumerate(items) if not isinstance(item, BadRequest)]
-        start, settings = time.perf_counter(), [items[i][1] for i in good]
-        captions = self.captioner.caption([items[i][0] for i in good], settings) if good else []
-        print(f"{PROG}: batch of {len(good)} in {len(endpoint.group_by_settings(settings))} generate call(s), "
+        start, decodings = time.perf_counter(), [items[i][1] for i in good]
+        captions = self.captioner.caption([items[i][0] for i in good], decodings) if good else []
+        print(f"{PROG}: batch of {len(good)} in {len(group_by_decoding(decodings))} generate call(s), "
               f"{1000 * (time.perf_counter() - start):.1f} ms", file=sys.stderr, flush=True)
         out = list(items)
         for i, caption in zip(good, captions):
@@ -198,7 +180,7 @@ class CaptionAPI(ls.LitAPI):
     def encode_response(self, output):
         if isinstance(output, BadRequest):
             return JSONResponse({"error": str(output)}, status_code=output.status)
-        return endpoint.answer([output], batched=False)
+        return hosts.answer([output], batched=False)
 
 
 def build_server(args) -> ls.LitServer:

@@ -13,7 +13,7 @@ from PIL import Image
 from blipnb import runs
 from blipnb.config import DataConfig
 from blipnb.data import load_captions, load_checked
-from blipnb.data.images import to_8bit, to_rgb
+from blipnb.runtime.images import to_8bit, to_rgb
 from blipnb.data.problems import DataWarning
 from blipnb.data.stats import caption_stats, split_table
 from blipnb.errors import BadDataError, BadImageError, ParameterError

@@ -13,6 +13,7 @@ from blipnb.model.generation import caption_batch
 from blipnb.model.modeling import load_model
 from blipnb.model.tiny import build_tiny_blip
 from blipnb.presets import load_preset
+from blipnb.runtime.decoding import NAMED
 from blipnb.training.trainer import training_arguments
 
 PRESET = Path(__file__).resolve().parents[1] / "notebooks" / "params" / "blip_paper.yaml"
@@ -51,7 +52,7 @@ def test_blip_parity_length_counts_the_prompt(tiny):
     fixed = dict(prompt=PROMPT, num_beams=1, max_new_tokens=9, min_new_tokens=9)
     assert _generated_lengths(model, processor, GenerationConfig(**fixed)) == [n_prompt + 9] * 2
     assert _generated_lengths(model, processor, GenerationConfig(**fixed, length_counts_prompt=True)) == [9] * 2
-    paper = GenerationConfig(decoding_preset="blip_paper", prompt=PROMPT)
+    paper = GenerationConfig().merged(**NAMED["blip_paper"], prompt=PROMPT)
     assert paper.length_counts_prompt and paper.generate_kwargs()["max_length"] == 20
     assert paper.generate_kwargs()["min_length"] == 5 and "max_new_tokens" not in paper.generate_kwargs()
 

@@ -10,7 +10,7 @@ from transformers import BlipImageProcessorPil
 from blipnb.training import cache
 from blipnb.model.collate import CaptionCollator
 from blipnb.config import ModelConfig, ParameterError, build_config
-from blipnb.data.images import BadImageError, to_rgb
+from blipnb.runtime.images import BadImageError, to_rgb
 from blipnb.model.modeling import load_model, prepare_for_training
 from blipnb.model.tiny import build_tiny_blip
 from blipnb.training import forward_loss

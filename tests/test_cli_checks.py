@@ -196,7 +196,7 @@ def test_caption_decodes_as_the_run_did_unless_told_otherwise(tmp_path):
     """`blipnb caption --model runs/x/model` uses the decoding saved with the export (what 03 evaluated with); a
     flag given wins; a model without saved decoding (a hub id) gets GenerationConfig's defaults."""
     from blipnb.config import GenerationConfig
-    from blipnb.model.endpoint import DECODING_FILE
+    from blipnb.runtime.decoding import DECODING_FILE
 
     model = tmp_path / "model"
     model.mkdir()

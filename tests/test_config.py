@@ -43,9 +43,19 @@ def test_int_is_accepted_where_float_is_expected():
     assert isinstance(cfg.train.learning_rate, float) and cfg.train.epochs == 2.0
 
 
-def test_decoding_preset_applies_the_blip_paper_recipe():
-    g = build_config({"decoding_preset": "blip_paper"}).generation
-    assert (g.num_beams, g.max_new_tokens, g.min_new_tokens) == (3, 20, 5)
+def test_the_blip_paper_preset_file_holds_its_decoding_and_an_explicit_value_wins():
+    from pathlib import Path
+
+    from blipnb.presets import load_preset, read_params
+
+    preset = Path(__file__).parents[1] / "notebooks" / "params" / "blip_paper.yaml"
+    g = load_preset(preset).generation
+    assert (g.num_beams, g.max_new_tokens, g.min_new_tokens, g.length_counts_prompt) == (3, 20, 5, True)
+    assert load_preset(preset, num_beams=5).generation.num_beams == 5
+    five = build_config(read_params([str(preset)], [("num_beams", "5")])).generation  # -f ... -p num_beams 5
+    assert (five.num_beams, five.max_new_tokens) == (5, 20)
+    with pytest.raises(ParameterError, match="decoding_preset"):  # named decodings are preset files, not a field
+        build_config({"decoding_preset": "blip_paper"})
 
 
 def test_flat_round_trip_and_load_config(tmp_path):
@@ -87,17 +97,16 @@ def test_config_json_of_the_old_layout_still_loads(tmp_path):
     assert cfg.eval.n_bootstrap == 50 and cfg.analysis.k_examples == 3 and cfg.sweep.grid() == {"num_beams": [1, 3]}
 
 
-def test_decoding_overrides_drop_the_preset_and_keep_the_config_valid():
-    """One owner for decoding overrides: the sweep, the demo and caption_image all go through with_overrides."""
-    g = build_config({"decoding_preset": "blip_paper"}).generation
-    short = g.with_overrides(max_new_tokens=3)
-    assert short.decoding_preset is None and short.max_new_tokens == 3 and short.min_new_tokens == 3
-    assert short.num_beams == 3  # the preset's other settings stay as they were applied
-    assert g.with_overrides(num_beams=None).num_beams == 3  # None means "keep"
+def test_decoding_overrides_keep_the_config_valid():
+    """One owner for decoding overrides: the sweep, the demo and caption_image all go through merged."""
+    g = build_config({"num_beams": 3, "max_new_tokens": 20, "min_new_tokens": 5}).generation
+    short = g.merged(max_new_tokens=3)
+    assert short.max_new_tokens == 3 and short.min_new_tokens == 3 and short.num_beams == 3
+    assert g.merged(num_beams=None).num_beams == 3  # None means "keep"
     with pytest.raises(ParameterError, match="num_beam"):
-        g.with_overrides(num_beam=2)
+        g.merged(num_beam=2)
     with pytest.raises(ParameterError, match="min_new_tokens"):
-        g.with_overrides(min_new_tokens=9, max_new_tokens=4)
+        g.merged(min_new_tokens=9, max_new_tokens=4)
 
 
 def test_presets_fail_naming_the_file_and_the_unknown_name(tmp_path):

@@ -23,7 +23,7 @@ def _lint(*args: str) -> subprocess.CompletedProcess:
 def test_layer_contracts_are_kept():
     out = _lint()
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "3 kept, 0 broken" in out.stdout
+    assert "4 kept, 0 broken" in out.stdout
 
 
 def test_the_layer_check_catches_an_upward_import(tmp_path):
@@ -37,10 +37,44 @@ def test_the_layer_check_catches_an_upward_import(tmp_path):
     assert "BROKEN" in out.stdout and "blipnb.training" in out.stdout
 
 
+def test_the_runtime_contract_catches_an_import_of_blipnb(tmp_path):
+    """A copy of the package whose runtime imports blipnb.config breaks the runtime's contract."""
+    import tomllib
+
+    shutil.copytree(PACKAGE, tmp_path / "blipnb", ignore=shutil.ignore_patterns("__pycache__"))
+    hosts = tmp_path / "blipnb" / "runtime" / "hosts.py"
+    hosts.write_text(hosts.read_text() + "\nfrom .. import config  # noqa: E402,F401\n")
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    lines = ["[importlinter]", "root_package = blipnb", "include_external_packages = True"]
+    for contract in settings["contracts"]:
+        lines.append(f"[importlinter:contract:{contract['id']}]")
+        lines += [f"{k} =\n    " + "\n    ".join(v) if isinstance(v, list) else f"{k} = {v}"
+                  for k, v in contract.items() if k != "id"]
+    (tmp_path / "contracts.ini").write_text("\n".join(lines) + "\n")
+    out = subprocess.run([LINT, "--no-cache", "contracts.ini"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert out.returncode != 0, out.stdout + out.stderr
+    assert re.search(r"the runtime stands alone[^\n]*\n?[^\n]*BROKEN", out.stdout), out.stdout
+    assert "blipnb.runtime.hosts -> blipnb.config" in out.stdout
+
+
+def test_the_runtime_imports_only_what_an_export_installs():
+    """stdlib, torch, transformers, Pillow and numpy (an export's requirements.txt), and its own modules."""
+    import ast
+
+    allowed = {"torch", "transformers", "PIL", "numpy", "__future__"} | set(sys.stdlib_module_names)
+    for path in sorted((PACKAGE / "runtime").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 1 or node.module.split(".")[0] in allowed, (path.name, node.module)
+            elif isinstance(node, ast.Import):
+                assert all(a.name.split(".")[0] in allowed for a in node.names), (path.name, ast.dump(node))
+
+
 def test_config_imports_only_the_leaves():
     source = (PACKAGE / "config.py").read_text()
     imported = set(re.findall(r"^\s*from \.+(\w+)", source, flags=re.M))
-    assert imported <= {"errors", "runs", "schema"}, imported
+    assert imported <= {"errors", "runs", "schema", "runtime"}, imported
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))

@@ -51,11 +51,13 @@ def test_01_wrote_the_data_summary(smoke_run):
 def test_02_exported_the_model_and_logs(smoke_run):
     for name in ("config.json", "model.safetensors", "processor_config.json"):
         assert (smoke_run / runs.MODEL_DIR / name).exists(), name
-    # Deployable as it is (make demo's export): both hosts' entry points, byte copies of blipnb's endpoint module
-    from blipnb.model import endpoint
-    source = Path(endpoint.__file__).read_bytes()
+    # Deployable as it is (make demo's export): both hosts' entry points, each with the runtime beside it
+    from blipnb import runtime
+    from blipnb.model.deploy import RUNTIME_PACKAGE
+    hosts = (Path(runtime.__file__).parent / "hosts.py").read_bytes()
     for name in (runs.HANDLER, runs.SAGEMAKER_ENTRY):
-        assert (smoke_run / runs.MODEL_DIR / name).read_bytes() == source, name
+        entry = smoke_run / runs.MODEL_DIR / name
+        assert RUNTIME_PACKAGE in entry.read_text() and (entry.parent / RUNTIME_PACKAGE / "hosts.py").read_bytes() == hosts
     history = runs.read_json(smoke_run / runs.LOG_HISTORY)
     assert any("eval_cider" in h for h in history)
     assert runs.read_json(smoke_run / runs.CONFIG)["model"]["from_scratch"] is True

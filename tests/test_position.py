@@ -7,7 +7,7 @@ import json
 
 from PIL import Image
 
-from blipnb.data.images import to_rgb
+from blipnb.runtime.images import to_rgb
 from blipnb.data.sample import parse_attributes
 from blipnb.model.generation import caption_images
 from blipnb.model.modeling import prepare_for_training

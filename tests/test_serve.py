@@ -102,15 +102,17 @@ def post_json(url, image: bytes, parameters=None) -> tuple[int, object]:
 
 
 def test_good_json_and_raw_image_requests(server):
-    from blipnb.model.endpoint import Captioner, decode_image
+    from blipnb.runtime.captioner import Captioner
+    from blipnb.runtime.hosts import decode_image, request_decoding
 
     url, image = server["url"], jpeg((200, 30, 30))
     status, body = post_json(url, image)
     assert status == 200 and isinstance(body, list) and list(body[0]) == ["generated_text"]
     assert post(url, image, "image/jpeg") == (200, body)  # the same image as the raw body: the same caption
     local = Captioner(server["model_dir"], device="cpu")  # what handler.py answers for it
-    assert body[0]["generated_text"] == local.caption([decode_image(image)], [local.settings({})])[0]
-    beam = local.caption([decode_image(image)], [local.settings({"num_beams": 3, "max_new_tokens": 4})])[0]
+    assert body[0]["generated_text"] == local.caption([decode_image(image)], [local.decoding])[0]
+    asked = request_decoding(local.decoding, {"num_beams": 3, "max_new_tokens": 4})
+    beam = local.caption([decode_image(image)], [asked])[0]
     assert post(url, image, "image/jpeg", "num_beams=3&max_new_tokens=4") == (200, [{"generated_text": beam}])
     assert post_json(url, image, {"num_beams": 3, "max_new_tokens": 4}) == (200, [{"generated_text": beam}])
 

@@ -50,30 +50,30 @@ def gen():
     return GenerationConfig(num_beams=2, max_new_tokens=6)
 
 
-def test_decoding_config_maps_each_mode_and_ignores_a_preset():
-    base = GenerationConfig(decoding_preset="blip_paper", min_new_tokens=5)
-    sampling = widgets.decoding_config(base, "sampling", top_p=0.5, temperature=0.7, max_new_tokens=4, prompt="p")
+def test_each_decoding_kind_keeps_the_runs_other_settings():
+    from blipnb.runtime.decoding import CONSENSUS_DRAWS
+
+    base = GenerationConfig(num_beams=3, max_new_tokens=20, min_new_tokens=5, gen_batch_size=7)
+    sampling = base.as_kind("sampling", top_p=0.5, temperature=0.7, max_new_tokens=4, prompt="p")
     assert (sampling.do_sample, sampling.num_beams, sampling.top_p, sampling.temperature) == (True, 1, 0.5, 0.7)
-    assert sampling.decoding_preset is None and sampling.max_new_tokens == 4 and sampling.min_new_tokens == 4
-    assert sampling.prompt == "p"
-    beam = widgets.decoding_config(base, "beam", num_beams=4)
+    assert sampling.max_new_tokens == 4 and sampling.min_new_tokens == 4 and sampling.prompt == "p"
+    assert isinstance(sampling, GenerationConfig) and sampling.gen_batch_size == 7
+    beam = base.as_kind("beam", num_beams=4)
     assert (beam.do_sample, beam.num_beams) == (False, 4)
-    greedy = widgets.decoding_config(base, "greedy")
+    greedy = base.as_kind("greedy")
     assert (greedy.do_sample, greedy.num_beams) == (False, 1)
-    consensus = widgets.decoding_config(base, "consensus", consensus_samples=5, temperature=0.6)
+    consensus = base.as_kind("consensus", consensus_samples=5, temperature=0.6)
     assert (consensus.consensus_samples, consensus.do_sample, consensus.temperature) == (5, False, 0.6)
-    assert widgets.decoding_config(base, "consensus").consensus_samples == widgets.CONSENSUS_DRAWS
-    assert widgets.decoding_config(consensus, "beam", num_beams=4).consensus_samples == 0  # leaving consensus
-    assert widgets.decoding_config(consensus, "consensus").consensus_samples == 5  # the run's own draws
-    assert [widgets.decoding_name(g) for g in (greedy, beam, sampling, consensus)] == list(widgets.DECODINGS)
-    with pytest.raises(ValueError, match="decoding"):
-        widgets.decoding_config(base, "topk")
+    assert base.as_kind("consensus").consensus_samples == CONSENSUS_DRAWS
+    assert [g.kind for g in (greedy, beam, sampling, consensus)] == list(widgets.DECODINGS)
+    with pytest.raises(ValueError, match="decoding kind"):
+        base.as_kind("topk")
 
 
 def test_caption_all_gives_one_caption_per_model_or_n_samples(models, gen):
     image = Image.new("RGB", (40, 40), "red")
     for mode, n, expected in (("greedy", 3, 1), ("beam", 3, 1), ("sampling", 3, 3), ("consensus", 3, 1)):
-        out = widgets.caption_all(models, image, widgets.decoding_config(gen, mode), n=n)
+        out = widgets.caption_all(models, image, gen.as_kind(mode), n=n)
         assert list(out) == list(models)
         for captions in out.values():
             assert len(captions) == expected and all(isinstance(c, str) for c in captions), (mode, captions)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from ..schema import IMAGE, IMAGE_ID, SPLITS, undecoded
 from . import checks
-from .images import open_image, to_8bit  # to_8bit: 16-bit images would hash as white
+from ..runtime.images import open_image, to_8bit  # to_8bit: 16-bit images would hash as white
 
 PROGRESS_FROM = 2000  # show a progress bar when hashing at least this many images
 

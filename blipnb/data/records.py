@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import BadDataError, BadImageError
 from ..schema import CAPTIONS, IMAGE, IMAGE_ID, SPLITS
 from . import checks, leaks, problems as P
-from .images import bombs_are_errors, check_pixels
+from ..runtime.images import bombs_are_errors, check_pixels
 
 PROGRESS_FROM = 2000  # show a progress bar when checking at least this many images
 SHOW = 10  # items listed in one error message

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..schema import CAPTIONS, IMAGE, SPLITS, undecoded, words
-from .images import open_image, to_rgb
+from ..runtime.images import open_image, to_rgb
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict

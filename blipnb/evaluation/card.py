@@ -79,17 +79,20 @@ def human_ceiling_lines(metrics: dict) -> list[str]:
 
 def deploy_lines() -> list[str]:
     """The "Deploy" section: the folder runs as it is on Inference Endpoints, SageMaker and `blipnb serve`."""
-    from ..model import endpoint
+    from ..model.deploy import RUNTIME_PACKAGE
+    from ..runtime.decoding import DECODING_FILE, bounds
 
-    ranges = ", ".join(f"{k} {lo}–{hi}" for k, (kind, lo, hi) in endpoint.PARAMETERS.items() if kind in (int, float))
+    settings = bounds()
+    ranges = ", ".join(f"{k} {lo}–{hi}" for k, (kind, lo, hi) in settings.items() if kind in (int, float))
     call = ('{"inputs": "<base64 JPEG or PNG>", "parameters": {"num_beams": 3}}')
     return [
         "## Deploy", "",
-        f"This folder deploys as it is. `{runs.HANDLER}` and `{runs.SAGEMAKER_ENTRY}` are the same file "
-        "(blipnb/model/endpoint.py) and need only torch, transformers, Pillow and numpy "
+        f"This folder deploys as it is. `{runs.HANDLER}` and `{runs.SAGEMAKER_ENTRY}` are the same thin entry point "
+        f"into `{RUNTIME_PACKAGE}/` beside each (blipnb's runtime), which needs only torch, transformers, Pillow and "
+        "numpy "
         f"(`{runs.REQUIREMENTS}`). A request carries the image itself, as bytes or base64; a URL is refused, "
         "because the endpoint never fetches anything. Decoding defaults to the settings above "
-        f"(`{endpoint.DECODING_FILE}`); a request may set {', '.join(endpoint.PARAMETERS)} in `parameters` "
+        f"(`{DECODING_FILE}`); a request may set {', '.join(settings)} in `parameters` "
         f"({ranges}). Bad input is answered with a one-sentence reason.", "",
         "- **Hugging Face Inference Endpoints**: push this folder to a model repository and create an endpoint from "
         f"it (task: Custom); it runs `EndpointHandler` from `{runs.HANDLER}` after installing `{runs.REQUIREMENTS}`. "

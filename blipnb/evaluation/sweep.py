@@ -29,7 +29,7 @@ def decoding_sweep(model, processor, validation, cfg: Config, progress: bool = T
         # Beam settings change nothing while captions are drawn at random: this grid is a beam search's.
         settings = [{**s, "do_sample": False, "consensus_samples": 0} for s in settings]
     for setting in tqdm(settings, desc="decoding sweep (validation)", disable=not progress):
-        _, scores = caption_and_score(model, processor, validation, cfg.generation.with_overrides(**setting))
+        _, scores = caption_and_score(model, processor, validation, cfg.generation.merged(**setting))
         grid.append({**setting, CIDER: scores[CIDER], BLEU[3]: scores[BLEU[3]]})
     best = max(grid, key=lambda row: row[CIDER])
     sweep = {"split": "validation", "n_images": len(validation), "grid": grid,
@@ -40,4 +40,4 @@ def decoding_sweep(model, processor, validation, cfg: Config, progress: bool = T
 
 def apply_decoding(cfg: Config, setting: dict) -> Config:
     """A copy of `cfg` whose decoding uses `setting` (e.g. the sweep's best on validation)."""
-    return dataclasses.replace(cfg, generation=cfg.generation.with_overrides(**setting))
+    return dataclasses.replace(cfg, generation=cfg.generation.merged(**setting))

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..schema import undecoded
-from ..data.images import to_rgb
+from ..runtime.images import to_rgb
 
 if TYPE_CHECKING:
     import datasets

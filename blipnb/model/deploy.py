@@ -1,37 +1,58 @@
-"""Make a model folder deployable as it is: the endpoint module copied in for Hugging Face Inference Endpoints
-(handler.py) and SageMaker (code/inference.py), what they import, and the run's decoding defaults."""
+"""Make a model folder deployable as it is: blipnb's runtime copied in for Hugging Face Inference Endpoints
+(handler.py) and SageMaker (code/inference.py), what it imports, and the run's decoding."""
 from __future__ import annotations
 
-import dataclasses
 import re
+import shutil
 from importlib import metadata
 from pathlib import Path
 
-from .. import runs
-from ..config import GenerationConfig
-from . import endpoint
+from .. import runs, runtime
+from ..runtime.decoding import DECODING_FILE, Decoding
 
-# What the endpoint imports; their version bounds are blipnb's own (pyproject.toml), read from the installed package.
+# What the runtime imports; their version bounds are blipnb's own (pyproject.toml), read from the installed package.
 ENDPOINT_PACKAGES = ("torch", "transformers", "pillow", "numpy")
+RUNTIME_PACKAGE = "blipnb_runtime"  # the runtime's name inside an export
+ENTRY = f'''"""A blipnb export's entry point: Hugging Face Inference Endpoints (EndpointHandler) and SageMaker (model_fn,
+input_fn, predict_fn, output_fn). The captioner is {RUNTIME_PACKAGE}/ beside this file: it needs only torch,
+transformers, Pillow and numpy (requirements.txt)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from {RUNTIME_PACKAGE}.hosts import EndpointHandler, input_fn, model_fn, output_fn, predict_fn  # noqa: E402,F401
+'''
 
 
-def write_endpoint(model_dir: str | Path, gen: GenerationConfig) -> list[Path]:
-    """Write handler.py and code/inference.py (byte copies of blipnb/model/endpoint.py), requirements.txt beside
-    each, and the decoding settings `gen` as the endpoint's defaults; returns the paths written."""
+def write_endpoint(model_dir: str | Path, decoding: Decoding) -> list[Path]:
+    """Write handler.py and code/inference.py (the same thin entry point), the runtime package beside each,
+    requirements.txt beside each, and `decoding` as the folder's stored decoding; returns the files written."""
     model_dir = Path(model_dir)
-    source = Path(endpoint.__file__).read_text(encoding="utf-8")
     requirements = "".join(f"{r}\n" for r in endpoint_requirements())
-    settings = {k: v for k, v in dataclasses.asdict(gen).items() if k in endpoint.FALLBACK_DECODING}
-    sagemaker_dir = Path(runs.SAGEMAKER_ENTRY).parent
-    return [runs.write_text(model_dir / runs.HANDLER, source),
-            runs.write_text(model_dir / runs.SAGEMAKER_ENTRY, source),
-            runs.write_text(model_dir / runs.REQUIREMENTS, requirements),
-            runs.write_text(model_dir / sagemaker_dir / runs.REQUIREMENTS, requirements),
-            runs.write_json(model_dir / endpoint.DECODING_FILE, settings)]
+    written = []
+    for entry in (Path(runs.HANDLER), Path(runs.SAGEMAKER_ENTRY)):
+        folder = model_dir / entry.parent
+        written += [runs.write_text(model_dir / entry, ENTRY), runs.write_text(folder / runs.REQUIREMENTS,
+                                                                               requirements)]
+        written += copy_runtime(folder / RUNTIME_PACKAGE)
+    written.append(runs.write_json(model_dir / DECODING_FILE, decoding.settings()))
+    return written
+
+
+def copy_runtime(target: Path) -> list[Path]:
+    """The runtime package's modules, byte for byte, into `target` (replacing what was there)."""
+    source = Path(runtime.__file__).parent
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    out = []
+    for module in sorted(source.glob("*.py")):
+        shutil.copyfile(module, target / module.name)
+        out.append(target / module.name)
+    return out
 
 
 def endpoint_requirements() -> list[str]:
-    """pip requirements for the endpoint: ENDPOINT_PACKAGES with blipnb's bounds (bare names if blipnb's metadata
+    """pip requirements for the runtime: ENDPOINT_PACKAGES with blipnb's bounds (bare names if blipnb's metadata
     is missing, as when it runs from a checkout that was never installed)."""
     try:
         declared = metadata.requires("blipnb") or []
@@ -46,14 +67,28 @@ def endpoint_requirements() -> list[str]:
 
 
 def load_handler(model_dir: str | Path):
-    """EndpointHandler from the folder's own handler.py, imported from its file as Inference Endpoints does."""
+    """EndpointHandler from the folder's own handler.py, imported from its file as Inference Endpoints does, with
+    the folder's own runtime (not one an earlier export left in sys.modules); sys.path is left as it was."""
     import importlib.util
+    import sys
 
     path = Path(model_dir) / runs.HANDLER
     spec = importlib.util.spec_from_file_location("handler", path)  # not registered in sys.modules
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.EndpointHandler(str(model_dir))
+    before_path, cached = list(sys.path), _pop_runtime_modules()
+    try:
+        spec.loader.exec_module(module)
+        return module.EndpointHandler(str(model_dir))
+    finally:
+        sys.path[:] = before_path
+        _pop_runtime_modules()
+        sys.modules.update(cached)
+
+
+def _pop_runtime_modules() -> dict:
+    import sys
+
+    return {k: sys.modules.pop(k) for k in list(sys.modules) if k.split(".")[0] == RUNTIME_PACKAGE}
 
 
 def serve_commands(model_dir: str | Path, port: int = 8000) -> str:

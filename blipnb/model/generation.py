@@ -16,10 +16,9 @@ from tqdm.auto import tqdm
 from ..config import GenerationConfig
 from ..runs import check_caption_output
 from ..schema import undecoded
-from ..data.images import to_rgb
-from .endpoint import generate_captions
+from ..runtime.captioner import autocast, generate_captions
+from ..runtime.images import to_rgb
 from .modeling import eval_mode
-from .precision import autocast
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -31,9 +30,8 @@ def caption_batch(model, processor, images: Sequence, gen: GenerationConfig, nam
     device = next(model.parameters()).device
     pil = [to_rgb(im, names[i] if names else None) for i, im in enumerate(images)]
     pixel_values = processor.image_processor(pil, return_tensors="pt")["pixel_values"].to(device)
-    with autocast(device):  # the same generate call as a deployed endpoint's (blipnb.model.endpoint)
-        return generate_captions(model, processor, pixel_values, gen.prompt, gen.generate_kwargs(),
-                                 num_return_sequences)
+    with autocast(device):  # the same generate call as a deployed model's (blipnb.runtime.captioner)
+        return generate_captions(model, processor, pixel_values, gen, num_return_sequences)
 
 
 def caption_images(model, processor, images: Iterable, gen: GenerationConfig, names: Sequence[str] | None = None,
@@ -65,9 +63,9 @@ def caption_split(model, processor, split: datasets.Dataset, gen: GenerationConf
 
 def caption_image(image, model, processor, num_return_sequences: int = 1, **decoding) -> str | list[str]:
     """Caption one image (path, PIL image or bytes); decoding keywords override GenerationConfig's defaults."""
-    gen = GenerationConfig().with_overrides(**decoding)
+    gen = GenerationConfig().merged(**decoding)
     if num_return_sequences > 1 and not gen.samples:
-        gen = gen.with_overrides(num_beams=max(gen.num_beams, num_return_sequences))
+        gen = gen.merged(num_beams=max(gen.num_beams, num_return_sequences))
     with eval_mode(model):
         caps = caption_batch(model, processor, [image], gen, num_return_sequences=num_return_sequences)
     return caps if num_return_sequences > 1 else caps[0]

@@ -20,7 +20,7 @@ TRAIN = tuple(f.name for f in fields(TrainConfig))
 MODEL = tuple(f.name for f in fields(ModelConfig))
 # 02 validates with the decoding 03 reports with: both declare these, so a preset sets them for both.
 # Consensus decoding draws its captions with top_p and temperature, so those belong to the run's decoding too.
-DECODING = ("decoding_preset", "num_beams", "max_new_tokens", "min_new_tokens", "length_counts_prompt",
+DECODING = ("num_beams", "max_new_tokens", "min_new_tokens", "length_counts_prompt",
             "length_penalty", "consensus_samples", "top_p", "temperature")
 SAMPLING = ("do_sample",)
 

@@ -271,7 +271,7 @@ def _undecoded(split, indices: list[int]) -> list[dict]:
 
 def _show_image(ax, source, image_id: str) -> None:
     """Draw a stored image; a file that cannot be decoded becomes a grey tile naming it (and a warning)."""
-    from ..data.images import BadImageError, to_rgb
+    from ..runtime.images import BadImageError, to_rgb
 
     path = source.get("path") if isinstance(source, dict) else None
     try:

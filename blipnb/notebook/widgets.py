@@ -13,15 +13,15 @@ import math
 import os
 from pathlib import Path
 
-from ..config import MAX_CONSENSUS_SAMPLES, GenerationConfig
-from ..data.images import BadImageError, to_rgb
+from ..config import GenerationConfig
+from ..runtime.decoding import KINDS, MAX_CONSENSUS_SAMPLES
+from ..runtime.images import BadImageError, to_rgb
 from ..errors import require
 from ..schema import CIDER, IMAGE, IMAGE_ID, METRIC_KEYS, undecoded
 
 widgets = require("ipywidgets", "blipnb's notebook widgets")
 
-DECODINGS = ("greedy", "beam", "sampling", "consensus")
-CONSENSUS_DRAWS = 16  # the consensus row and button when the run itself does not decode by consensus
+DECODINGS = KINDS  # the demo's rows and buttons: greedy, beam, sampling, consensus (GenerationConfig.as_kind)
 ORDERS = ("lowest first", "highest first")
 IMAGE_BOX = 256  # on-screen square, in CSS pixels, each image is fitted into (the sample's 64 px ones scale up)
 # Without it ipywidgets cuts a description at ~80 px: "temperature" showed as "temperat...".
@@ -225,34 +225,12 @@ def browse_predictions(rows: list[dict], split=None) -> PredictionBrowser:
 
 # ---------------------------------------------------------------- captioning demo (05)
 
-def decoding_config(gen: GenerationConfig, decoding: str, num_beams: int | None = None,
-                    max_new_tokens: int | None = None, top_p: float | None = None, temperature: float | None = None,
-                    prompt: str | None = None, consensus_samples: int | None = None) -> GenerationConfig:
-    """`gen` with one of DECODINGS applied; the other arguments override gen's values where given."""
-    if decoding not in DECODINGS:
-        raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
-    draws = consensus_samples or gen.consensus_samples or CONSENSUS_DRAWS
-    settings = {"greedy": {"num_beams": 1, "do_sample": False, "consensus_samples": 0},
-                "beam": {"num_beams": num_beams, "do_sample": False, "consensus_samples": 0},
-                "sampling": {"num_beams": 1, "do_sample": True, "consensus_samples": 0},
-                "consensus": {"num_beams": 1, "do_sample": False, "consensus_samples": draws}}[decoding]
-    return gen.with_overrides(max_new_tokens=max_new_tokens, prompt=prompt, top_p=top_p, temperature=temperature,
-                              **settings)
-
-
-def decoding_name(gen: GenerationConfig) -> str:
-    """Which of DECODINGS `gen` does."""
-    if gen.consensus_samples:
-        return "consensus"
-    return "sampling" if gen.do_sample else "beam" if gen.num_beams > 1 else "greedy"
-
-
 def caption_all(models: dict[str, tuple], image, gen: GenerationConfig, n: int = 1) -> dict[str, list[str]]:
     """{model name: captions of `image`}: n samples when sampling, else the single best caption."""
     from ..model.generation import caption_batch  # here: 04 browses predictions without loading torch (~4 s)
     from ..model.modeling import eval_mode
 
-    n = n if decoding_name(gen) == "sampling" else 1
+    n = n if gen.kind == "sampling" else 1
     out = {}
     for name, (model, processor) in models.items():
         with eval_mode(model):
@@ -262,11 +240,9 @@ def caption_all(models: dict[str, tuple], image, gen: GenerationConfig, n: int =
 
 def caption_table(models: dict[str, tuple], image, gen: GenerationConfig, seed: int = 0) -> list[dict]:
     """One row per decoding setting (greedy, beam, sampling, consensus), one column per model: the static demo."""
-    beams = gen.num_beams if gen.num_beams > 1 else 3
-    consensus = decoding_config(gen, "consensus")
-    settings = [("greedy", decoding_config(gen, "greedy")),
-                (f"beam {beams}", decoding_config(gen, "beam", num_beams=beams)),
-                (f"sampling top_p={gen.top_p:g} T={gen.temperature:g}", decoding_config(gen, "sampling")),
+    beam, consensus = gen.as_kind("beam", num_beams=gen.num_beams if gen.num_beams > 1 else 3), gen.as_kind("consensus")
+    settings = [("greedy", gen.as_kind("greedy")), (f"beam {beam.num_beams}", beam),
+                (f"sampling top_p={gen.top_p:g} T={gen.temperature:g}", gen.as_kind("sampling")),
                 (f"consensus of {consensus.consensus_samples} draws", consensus)]
     import torch
 
@@ -288,7 +264,7 @@ class CaptionDemo(widgets.VBox):
         self.results: dict[str, list[str]] = {}
         self.picker = widgets.Dropdown(options=list(self.images), description="test image", style=LABEL)
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload")
-        self.decoding = widgets.ToggleButtons(options=DECODINGS, value=decoding_name(gen))
+        self.decoding = widgets.ToggleButtons(options=DECODINGS, value=gen.kind)
         # Beam search with one beam is greedy: the slider starts where caption_table's beam row does.
         self.num_beams = widgets.IntSlider(value=gen.num_beams if gen.num_beams > 1 else 3, min=2,
                                            max=max(10, gen.num_beams), description="beams", style=LABEL)
@@ -299,7 +275,7 @@ class CaptionDemo(widgets.VBox):
         self.temperature = widgets.FloatSlider(value=gen.temperature, min=0.1, max=2.0, step=0.1,
                                                description="temperature", style=LABEL)
         self.samples = widgets.IntSlider(value=3, min=1, max=10, description="samples", style=LABEL)
-        self.draws = widgets.IntSlider(value=gen.consensus_samples or CONSENSUS_DRAWS, min=2,
+        self.draws = widgets.IntSlider(value=gen.as_kind("consensus").consensus_samples, min=2,
                                        max=MAX_CONSENSUS_SAMPLES, description="draws", style=LABEL)
         self.prompt = widgets.Text(value=gen.prompt, description="prompt", placeholder="e.g. a picture of",
                                    style=LABEL)
@@ -373,9 +349,12 @@ class CaptionDemo(widgets.VBox):
         self.draws.disabled = mode != "consensus"
 
     def generation_config(self) -> GenerationConfig:
-        """The GenerationConfig the controls describe."""
-        return decoding_config(self.gen, self.decoding.value, self.num_beams.value, self.max_new_tokens.value,
-                               self.top_p.value, self.temperature.value, self.prompt.value, self.draws.value)
+        """The decoding the controls describe: the run's, turned into the chosen kind, the controls on top."""
+        kind = self.decoding.value
+        return self.gen.as_kind(kind, max_new_tokens=self.max_new_tokens.value, top_p=self.top_p.value,
+                                temperature=self.temperature.value, prompt=self.prompt.value,
+                                num_beams=self.num_beams.value if kind == "beam" else None,
+                                consensus_samples=self.draws.value if kind == "consensus" else None)
 
     def run(self) -> dict[str, list[str]]:
         """Caption the selected image with every model (the Caption button)."""
@@ -386,7 +365,7 @@ class CaptionDemo(widgets.VBox):
         self.results = caption_all(self.models, self.selected[1], gen, n=self.samples.value)
         for name, captions in self.results.items():
             self.panels[name].value = _captions_html(name, captions, gen.prompt)
-        self.status.value = f"image: <code>{html.escape(self.selected[0])}</code> &middot; {decoding_name(gen)}"
+        self.status.value = f"image: <code>{html.escape(self.selected[0])}</code> &middot; {gen.kind}"
         return self.results
 
     def __repr__(self) -> str:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..model.collate import CaptionPairs
 from ..schema import undecoded
-from ..data.images import to_rgb
+from ..runtime.images import to_rgb
 from .distributed import is_main_process, launched, main_process_first
 
 CACHE_DIR = "cache"  # inside the run dir, unless TrainConfig.cache_dir names a (shareable) folder

@@ -1,8 +1,7 @@
-"""The deployable export: handler.py and code/inference.py load as the hosts load them (a fresh process with only the
-model folder on sys.path, blipnb unimportable), caption like blipnb does, and refuse bad input with BadRequest."""
-import ast
+"""The runtime and the deployable export: handler.py and code/inference.py load as the hosts load them (a fresh
+process with only the model folder on sys.path, blipnb unimportable), caption like blipnb does, and refuse bad input
+with BadRequest; one decoding, where an explicit value always wins."""
 import base64
-import dataclasses
 import io
 import json
 import subprocess
@@ -12,11 +11,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from blipnb import runs
-from blipnb.config import DECODING_PRESETS, MAX_CONSENSUS_SAMPLES, GenerationConfig, ModelConfig
-from blipnb.model import endpoint
-from blipnb.model.deploy import write_endpoint
-from blipnb.model.endpoint import BadRequest
+from blipnb import runs, runtime
+from blipnb.config import GenerationConfig, ModelConfig, build_config
+from blipnb.model.deploy import RUNTIME_PACKAGE, write_endpoint
+from blipnb.runtime import hosts
+from blipnb.runtime.captioner import Captioner
+from blipnb.runtime.decoding import DECODING_FILE, NAMED, Decoding
+from blipnb.runtime.hosts import BadRequest
 
 CAPTIONS = ["a large red circle in the top left", "there is a small blue square at the bottom right",
             "two shapes: a green triangle and a purple circle"] * 20
@@ -49,27 +50,24 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def captioner(model_dir):
-    return endpoint.Captioner(model_dir, device="cpu")
+    return Captioner(model_dir, device="cpu")
 
 
-def test_export_holds_two_byte_copies_of_the_endpoint_and_what_they_import(model_dir):
-    source = Path(endpoint.__file__).read_bytes()
-    assert (model_dir / runs.HANDLER).read_bytes() == source
-    assert (model_dir / runs.SAGEMAKER_ENTRY).read_bytes() == source
+def test_export_holds_the_runtime_as_it_is_beside_each_entry_point_and_what_it_imports(model_dir):
+    modules = sorted(p.name for p in Path(runtime.__file__).parent.glob("*.py"))
+    for folder in (model_dir, model_dir / "code"):
+        copied = folder / RUNTIME_PACKAGE
+        assert sorted(p.name for p in copied.glob("*.py")) == modules
+        for name in modules:
+            assert (copied / name).read_bytes() == (Path(runtime.__file__).parent / name).read_bytes(), name
+    entry = (model_dir / runs.HANDLER).read_text()
+    assert entry == (model_dir / runs.SAGEMAKER_ENTRY).read_text() and len(entry.splitlines()) < 12  # thin
     for req in (model_dir / runs.REQUIREMENTS, model_dir / "code" / runs.REQUIREMENTS):
         lines = req.read_text().splitlines()
         assert [line.split("<")[0].split(">")[0] for line in lines] == ["torch", "transformers", "pillow", "numpy"]
         assert any(line.startswith("transformers") and "<6" in line for line in lines)  # the 5.x processor API
-    saved = json.loads((model_dir / endpoint.DECODING_FILE).read_text())
-    assert saved == {k: getattr(DECODING, k) for k in endpoint.FALLBACK_DECODING}
-
-
-def test_endpoint_imports_only_stdlib_torch_transformers_pillow_numpy():
-    tree = ast.parse(Path(endpoint.__file__).read_text())
-    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
-    assert not any(isinstance(n, ast.ImportFrom) and n.level > 0 for n in ast.walk(tree)), "a relative import"
-    assert names - set(sys.stdlib_module_names) == {"torch", "transformers", "PIL", "numpy"}
+    saved = json.loads((model_dir / DECODING_FILE).read_text())
+    assert saved == DECODING.settings()
 
 
 # What the hosts do: a fresh interpreter, the model folder (and code/) on sys.path, blipnb impossible to import.
@@ -129,7 +127,7 @@ def test_handler_captions_bytes_base64_and_pil_in_a_fresh_process(host_run, mode
     assert host_run["list"] == [greedy, greedy]
     # The same caption blipnb's own path gives with the run's decoding (read from decoding_defaults.json).
     model, processor = load_model(model_dir, attn_implementation="eager")
-    settings = {k: getattr(DECODING, k) for k in endpoint.FALLBACK_DECODING}
+    settings = DECODING.settings()
     assert greedy[0]["generated_text"] == caption_image(jpeg(), model, processor, **settings)
     beam = caption_image(jpeg(), model, processor, **{**settings, "num_beams": 3, "max_new_tokens": 5})
     assert host_run["beam"] == [{"generated_text": beam}]
@@ -154,7 +152,7 @@ B64 = base64.b64encode(BIG).decode()
 def read(body, content_type="application/json", **limits):
     if isinstance(body, dict):
         body = json.dumps(body)
-    return endpoint.read_body(body, content_type, **limits)
+    return hosts.read_body(body, content_type, **limits)
 
 
 BAD = {
@@ -164,8 +162,8 @@ BAD = {
     "file URL": (lambda: read({"inputs": "file:///etc/passwd"}), 400, "never fetches URLs"),
     "URL as the body": (lambda: read(b"https://example.com/cat.jpg", "image/jpeg"), 400, "never fetches URLs"),
     "a path is not base64": (lambda: read({"inputs": "/etc/passwd"}), 400, "valid base64"),
-    "non-image bytes": (lambda: read(b"GIF89a but not really", "image/jpeg"), 400, "not an image Pillow can read"),
-    "truncated JPEG": (lambda: read(jpeg(size=(64, 64))[:300], "image/jpeg"), 400, "damaged or truncated"),
+    "non-image bytes": (lambda: read(b"GIF89a but not really", "image/jpeg"), 400, "not an image Pillow can identify"),
+    "truncated JPEG": (lambda: read(jpeg(size=(64, 64))[:300], "image/jpeg"), 400, "Truncated"),
     "empty body": (lambda: read(b"", "image/jpeg"), 400, "body is empty"),
     "empty base64": (lambda: read({"inputs": ""}), 400, "empty"),
     "no inputs": (lambda: read({"image": B64}), 400, '{"inputs"'),
@@ -173,11 +171,11 @@ BAD = {
     "extra field": (lambda: read({"inputs": B64, "parameter": {}}), 422, "unknown field"),
     "bomb over the limit": (lambda: read(bomb_png((8000, 8000)), "image/png"), 413, "before decoding"),
     "bomb over Pillow's limit": (lambda: read(bomb_png((20000, 20000)), "image/png"), 413, "decompression bomb"),
-    "PIL image over the limit": (lambda: endpoint.decode_image(Image.new("1", (300, 300)), max_pixels=50_000), 413,
-                                 "90000 pixels"),
+    "PIL image over the limit": (lambda: hosts.decode_image(Image.new("1", (300, 300)), max_pixels=50_000), 413,
+                                 "300x300 = 0.1 megapixels, over max_image_pixels=50_000"),
     "oversized upload": (lambda: read(BIG, "image/jpeg", max_bytes=len(BIG) - 1), 413, "over the limit"),
-    "oversized base64": (lambda: endpoint.decode_image(B64, max_bytes=len(BIG) - 1), 413, "over the limit"),
-    "too many images": (lambda: read({"inputs": [B64] * (endpoint.MAX_IMAGES + 1)}), 413, "images in one request"),
+    "oversized base64": (lambda: hosts.decode_image(B64, max_bytes=len(BIG) - 1), 413, "over the limit"),
+    "too many images": (lambda: read({"inputs": [B64] * (hosts.MAX_IMAGES + 1)}), 413, "images in one request"),
     "num_beams 0": (lambda: read({"inputs": B64, "parameters": {"num_beams": 0}}), 422, "between 1 and 16"),
     "num_beams 1000": (lambda: read({"inputs": B64, "parameters": {"num_beams": 1000}}), 422, "between 1 and 16"),
     "unknown parameter": (lambda: read({"inputs": B64, "parameters": {"beams": 3}}), 422, "did you mean 'num_beams'"),
@@ -187,10 +185,10 @@ BAD = {
                         "temperature"),
     "long prompt": (lambda: read({"inputs": B64, "parameters": {"prompt": "a" * 201}}), 422, "over the limit"),
     "parameters not an object": (lambda: read({"inputs": B64, "parameters": [3]}), 422, "must be an object"),
-    "min over max": (lambda: endpoint.decoding(endpoint.FALLBACK_DECODING, {"min_new_tokens": 9, "max_new_tokens": 4}),
+    "min over max": (lambda: hosts.request_decoding(Decoding(), {"min_new_tokens": 9, "max_new_tokens": 4}),
                      422, "exceeds"),
     "content type": (lambda: read(BIG, "text/plain"), 415, "unsupported Content-Type"),
-    "accept": (lambda: endpoint.output_fn({"captions": ["x"], "batched": False}, "text/csv"), 406, "application/json"),
+    "accept": (lambda: hosts.output_fn({"captions": ["x"], "batched": False}, "text/csv"), 406, "application/json"),
 }
 
 
@@ -211,16 +209,16 @@ def test_a_bomb_is_refused_from_its_header_without_decoding(monkeypatch):
     data = bomb_png((8000, 8000))
     assert len(data) < 100_000  # tiny on the wire, 64 megapixels decoded
     with pytest.raises(BadRequest, match="before decoding"):
-        endpoint.decode_image(data)
+        hosts.decode_image(data)
     assert decoded == []
 
 
 def test_good_input_forms_decode_alike():
     rgba = Image.new("RGBA", (12, 10), (10, 200, 30, 128))
-    a = endpoint.decode_image(png(rgba))
-    b = endpoint.decode_image(base64.b64encode(png(rgba)).decode())
-    c = endpoint.decode_image("data:image/png;base64,\n" + base64.encodebytes(png(rgba)).decode())  # wrapped lines
-    d = endpoint.decode_image(rgba)
+    a = hosts.decode_image(png(rgba))
+    b = hosts.decode_image(base64.b64encode(png(rgba)).decode())
+    c = hosts.decode_image("data:image/png;base64,\n" + base64.encodebytes(png(rgba)).decode())  # wrapped lines
+    d = hosts.decode_image(rgba)
     assert a.mode == "RGB" and list(a.getdata()) == list(b.getdata()) == list(c.getdata()) == list(d.getdata())
 
 
@@ -253,43 +251,55 @@ def struct_pack(value: float) -> bytes:
 
 
 @pytest.mark.parametrize("name", list(_images()))
-def test_to_rgb_is_a_copy_of_blipnbs(name):
-    """The endpoint converts images exactly as training saw them (blipnb.data.images.to_rgb)."""
-    from blipnb.data.images import to_rgb
-
-    ours, theirs = endpoint.to_rgb(_images()[name]), to_rgb(_images()[name])
-    assert ours.mode == theirs.mode == "RGB" and ours.size == theirs.size
-    assert list(ours.getdata()) == list(theirs.getdata())
-
-
-def test_decoding_defaults_and_kwargs_are_copies_of_generation_config():
-    gen = GenerationConfig()
-    fields = {f.name for f in dataclasses.fields(GenerationConfig)} - {"gen_batch_size", "decoding_preset"}
-    assert set(endpoint.FALLBACK_DECODING) == set(endpoint.PARAMETERS) == fields
-    assert endpoint.PARAMETERS["consensus_samples"][2] == MAX_CONSENSUS_SAMPLES
-    assert endpoint.FALLBACK_DECODING == {k: getattr(gen, k) for k in fields}
-    variants = [gen, GenerationConfig(num_beams=1), GenerationConfig(do_sample=True, top_p=0.5, temperature=0.7),
-                GenerationConfig(num_beams=3, do_sample=True), GenerationConfig(length_counts_prompt=True),
-                GenerationConfig(consensus_samples=8, temperature=0.7), GenerationConfig(num_beams=3, consensus_samples=2),
-                *(GenerationConfig(decoding_preset=p) for p in DECODING_PRESETS)]
-    for g in variants:
-        assert endpoint.generate_kwargs(dataclasses.asdict(g)) == g.generate_kwargs()
-    for params in ({}, {"max_new_tokens": 3}, {"max_new_tokens": 3, "min_new_tokens": 2}, {"num_beams": 2}):
-        base = GenerationConfig(decoding_preset="blip_paper")  # min 5: shrinks under a shorter max
-        defaults = {k: getattr(base, k) for k in fields}
-        expected = base.with_overrides(**params)
-        assert endpoint.decoding(defaults, params) == {k: getattr(expected, k) for k in fields}
+def test_every_mode_converts_to_upright_8bit_rgb(name):
+    """The one conversion training, evaluation and the hosts share: modes, transparency, 16-bit, EXIF."""
+    image = hosts.decode_image(_images()[name])
+    assert image.mode == "RGB" and image.size == (_images()[name].size if "EXIF" not in name else (10, 20))
+    if name == "16-bit gradient":  # stretched over its range, not clipped to white
+        values = [p[0] for p in image.getdata()]
+        assert min(values) == 0 and max(values) == 255
 
 
-def test_a_folder_without_decoding_defaults_uses_generation_configs(tmp_path):
-    assert endpoint.read_decoding_defaults(tmp_path) == endpoint.FALLBACK_DECODING
-    (tmp_path / endpoint.DECODING_FILE).write_text(json.dumps({"num_beams": 2, "unrelated": 1}))
-    assert endpoint.read_decoding_defaults(tmp_path) == {**endpoint.FALLBACK_DECODING, "num_beams": 2}
+def test_a_folder_without_a_stored_decoding_uses_the_defaults(tmp_path):
+    assert Decoding.load(tmp_path) == Decoding()
+    (tmp_path / DECODING_FILE).write_text(json.dumps({"num_beams": 2, "unrelated": 1}))
+    assert Decoding.load(tmp_path) == Decoding(num_beams=2)
+
+
+def test_an_explicit_value_wins_over_a_named_decoding_a_preset_and_the_stored_one():
+    paper = Decoding.named("blip_paper", num_beams=5)
+    assert paper.num_beams == 5 and paper.max_new_tokens == 20 and paper.length_counts_prompt
+    preset = build_config({**NAMED["blip_paper"], "num_beams": 5}).generation  # -f blip_paper.yaml -p num_beams 5
+    assert preset.num_beams == 5 and preset.min_new_tokens == 5
+    assert Decoding.named("blip_paper").merged(max_new_tokens=3).min_new_tokens == 3  # shrinks to fit, unless given
+    assert GenerationConfig(num_beams=3).merged(num_beams=None).num_beams == 3  # None: not given
+    stored = hosts.request_decoding(Decoding.named("blip_paper"), {"num_beams": 5})
+    assert stored.num_beams == 5 and stored.max_new_tokens == 20
+
+
+def test_decoding_kinds_turn_any_decoding_into_each_other():
+    base = Decoding.named("blip_paper")
+    kinds = ("greedy", "beam", "sampling", "consensus")
+    assert [base.as_kind(k).kind for k in kinds] == list(kinds)
+    assert base.as_kind("beam").num_beams == 3 and Decoding(num_beams=1).as_kind("beam").num_beams == 2
+    assert Decoding(consensus_samples=5).as_kind("consensus").consensus_samples == 5  # the run's own draws
+    assert base.as_kind("consensus", consensus_samples=4).consensus_samples == 4
+    assert base.as_kind("consensus").as_kind("beam").consensus_samples == 0
+
+
+def test_generate_kwargs_of_each_kind():
+    assert Decoding(num_beams=1).generate_kwargs() == {"max_new_tokens": 30, "min_new_tokens": 0, "num_beams": 1,
+                                                       "do_sample": False}
+    paper = Decoding.named("blip_paper").generate_kwargs()
+    assert paper["max_length"] == 20 and paper["min_length"] == 5 and paper["num_beams"] == 3
+    consensus = Decoding(consensus_samples=8, temperature=0.7).generate_kwargs()
+    assert consensus["num_return_sequences"] == 8 and consensus["num_beams"] == 1 and consensus["do_sample"]
 
 
 def test_different_decodings_never_share_a_generate_call(captioner, monkeypatch):
-    images = [endpoint.decode_image(jpeg(color=c)) for c in ((250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0))]
-    greedy, beam, short = (captioner.settings(p) for p in ({}, {"num_beams": 2}, {"max_new_tokens": 3}))
+    images = [hosts.decode_image(jpeg(color=c)) for c in ((250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0))]
+    greedy, beam, short = (hosts.request_decoding(captioner.decoding, p)
+                           for p in ({}, {"num_beams": 2}, {"max_new_tokens": 3}))
     settings = [greedy, beam, greedy, short, beam, greedy]
     batch = [images[i % 4] for i in range(6)]
     singles = [captioner.caption([im], [s])[0] for im, s in zip(batch, settings)]
@@ -308,10 +318,10 @@ def test_different_decodings_never_share_a_generate_call(captioner, monkeypatch)
 def test_training_exports_a_deployable_folder(trained):
     cfg = trained[0]
     folder = Path(cfg.run_dir) / runs.MODEL_DIR
-    source = Path(endpoint.__file__).read_bytes()
-    assert (folder / runs.HANDLER).read_bytes() == (folder / runs.SAGEMAKER_ENTRY).read_bytes() == source
+    assert (folder / runs.HANDLER).read_bytes() == (folder / runs.SAGEMAKER_ENTRY).read_bytes()
+    assert (folder / RUNTIME_PACKAGE / "hosts.py").is_file() and (folder / "code" / RUNTIME_PACKAGE).is_dir()
     assert not (folder / "training_args.bin").exists()  # no pickle with local paths in what gets deployed
-    assert endpoint.read_decoding_defaults(folder) == {k: getattr(cfg.generation, k) for k in endpoint.PARAMETERS}
+    assert Decoding.load(folder).settings() == cfg.generation.settings()
 
 
 def test_model_card_says_how_to_deploy_to_each_host():
@@ -320,5 +330,23 @@ def test_model_card_says_how_to_deploy_to_each_host():
     text = "\n".join(deploy_lines())
     assert text.startswith("## Deploy")
     for words in (runs.HANDLER, runs.SAGEMAKER_ENTRY, "Inference Endpoints", "model.tar.gz", "blipnb serve",
-                  "never fetches", endpoint.DECODING_FILE):
+                  "never fetches", DECODING_FILE, RUNTIME_PACKAGE):
         assert words in text, words
+
+
+def test_a_blip_paper_export_asked_for_five_beams_decodes_with_five(tmp_path, monkeypatch):
+    """The run decoded as the BLIP paper (beam 3, max 20); a request's num_beams 5 reaches generate, the rest of
+    the stored decoding stays."""
+    from blipnb.model.deploy import load_handler
+    from blipnb.model.tiny import build_tiny_blip
+
+    path = build_tiny_blip(CAPTIONS, tmp_path / "model", ModelConfig(from_scratch=True, image_size=32, vocab_size=100,
+                                                                      hidden_size=64, num_layers=1, num_heads=2))
+    write_endpoint(path, Decoding.named("blip_paper"))
+    handler = load_handler(path)
+    calls = []
+    generate = handler.captioner.model.generate
+    monkeypatch.setattr(handler.captioner.model, "generate", lambda **kw: calls.append(kw) or generate(**kw))
+    handler({"inputs": jpeg(), "parameters": {"num_beams": 5}})
+    handler({"inputs": jpeg()})
+    assert [(c["num_beams"], c["max_length"], c["min_length"]) for c in calls] == [(5, 20, 5), (3, 20, 5)]

@@ -1,8 +1,8 @@
-"""Open any image a user's folder may hold (paths, bytes, PIL, datasets rows) as an upright RGB PIL image.
+"""Open any image (paths, bytes, PIL, datasets rows) as the upright 8-bit RGB image a captioner sees.
 
-The one place images are opened: the loaders' checks, training collation, the pixel cache, evaluation and
-`blipnb caption` all come through here, so the pixel limit, the decompression-bomb error and the 16-bit scaling
-apply everywhere alike.
+The one place images are opened: the loaders' checks, training collation, the pixel cache, evaluation, `blipnb
+caption`, the server and an exported model's hosts all come through here, so the pixel limit, the
+decompression-bomb error and the 16-bit scaling apply everywhere alike.
 """
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import BadImageError
+
+class BadImageError(ValueError):
+    """An image that cannot be decoded, or is refused; the message names the file or image id."""
+
+
+class ImageTooLarge(BadImageError):
+    """An image over the pixel limit, refused from its header before decoding."""
 
 # Modes holding more than 8 bits per pixel: converting them to RGB clips at 255 (a full-range 16-bit image comes
 # out white), so they are scaled by their own range first.
@@ -34,6 +40,8 @@ def to_rgb(image, name: str | None = None, max_pixels: int | None = None) -> Ima
             img = ImageOps.exif_transpose(img)
     except BadImageError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageTooLarge(f"cannot read image {label}: {describe_error(e)}") from None
     except Exception as e:  # PIL raises many types for truncated or foreign files
         raise BadImageError(f"cannot read image {label}: {describe_error(e)}") from None
     img = to_8bit(img)
@@ -81,8 +89,9 @@ def check_pixels(img: Image.Image, label: str, max_pixels: int | None) -> None:
     """
     w, h = img.size
     if max_pixels is not None and w * h > max_pixels:
-        raise BadImageError(f"image {label} is {w}x{h} = {w * h / 1e6:.1f} megapixels, over max_image_pixels="
-                            f"{max_pixels:_} ({max_pixels / 1e6:.0f} megapixels); shrink it or raise the limit")
+        raise ImageTooLarge(f"image {label} is {w}x{h} = {w * h / 1e6:.1f} megapixels, over max_image_pixels="
+                            f"{max_pixels:_} ({max_pixels / 1e6:.0f} megapixels), read from its header before "
+                            "decoding; shrink it or raise the limit")
     if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
         raise Image.DecompressionBombError(f"{w}x{h} = {w * h / 1e6:.1f} megapixels is over Pillow's limit of "
                                            f"{Image.MAX_IMAGE_PIXELS / 1e6:.1f}")

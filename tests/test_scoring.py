@@ -258,7 +258,7 @@ def test_evaluate_module_loads_offline_and_matches(scored, monkeypatch):
     import evaluate
 
     # A third METEOR JVM would double this test's time; its plumbing is the same as the other metrics'.
-    monkeypatch.setattr(scoring, "_meteor", lambda ids, gts, res: (0.5, [0.5] * len(ids), [[1.0]] * len(ids)))
+    monkeypatch.setattr(scoring, "_meteor", lambda ids, *_: (0.5, [0.5] * len(ids), [[1.0]] * len(ids)))
     metric = evaluate.load(METRIC_MODULE_PATH)
     ids = sorted(PREDICTIONS)
     out = metric.compute(predictions=[PREDICTIONS[i] for i in ids], references=[REFERENCES[i] for i in ids],

@@ -14,7 +14,7 @@ from ..schema import BLEU, CIDER, HUMAN_CEILING, references
 from ..scoring import sanity_check, score_captions
 from ..scoring.bootstrap import bootstrap_cis, paired_comparison
 from ..scoring.ceiling import NO_CEILING, score_ceiling
-from ..scoring.meteor import meteor_session
+from ..scoring.meteor import MeteorScorer
 from ..model.generation import caption_split
 from ..training.provenance import provenance
 from ..training.validation import caption_and_score, score_split
@@ -42,50 +42,61 @@ def score_settings(cfg: Config) -> dict:
             "seed": cfg.eval.bootstrap_seed}
 
 
-def summarise(result: dict, cfg: Config, ceiling: dict | None = None) -> dict:
-    """A result without its cached statistics, plus bootstrap CIs and the sanity warnings (which compare it with
-    the human ceiling when one is given)."""
+def summarise(result: dict, cfg: Config, ceiling: dict | None = None, meteor: MeteorScorer | None = None) -> dict:
+    """A result without its cached statistics, plus bootstrap CIs (exact METEOR on `meteor`'s JVM when given) and
+    the sanity warnings (which compare it with the human ceiling when one is given)."""
     out = {k: v for k, v in result.items() if k not in ("per_image", "stats")}
-    out["ci"] = bootstrap_cis(result, n_boot=cfg.eval.n_bootstrap, seed=cfg.eval.bootstrap_seed)
+    out["ci"] = bootstrap_cis(result, n_boot=cfg.eval.n_bootstrap, seed=cfg.eval.bootstrap_seed, meteor=meteor)
     plausible = {BLEU[3]: cfg.eval.plausible_bleu4, CIDER: cfg.eval.plausible_cider}
     out["sanity"] = sanity_check(result, cfg.data.source, plausible=plausible, ceiling=ceiling)
     return out
 
 
-def human_ceiling(split, cfg: Config) -> dict | None:
+def human_ceiling(split, cfg: Config, meteor: MeteorScorer | None = None) -> dict | None:
     """The split's references scored against each other (scoring.ceiling), or None when no image has two."""
     refs = references(split)
     if not any(len(r) >= 2 for r in refs.values()):
         return None
-    return score_ceiling(refs, **score_settings(cfg))
+    return score_ceiling(refs, **score_settings(cfg), meteor=meteor)
 
 
-def summarise_ceiling(ceiling: dict | None, cfg: Config, split_images: int | None = None) -> dict | None:
+def summarise_ceiling(ceiling: dict | None, cfg: Config, split_images: int | None = None,
+                      meteor: MeteorScorer | None = None) -> dict | None:
     """The human ceiling as metrics.json keeps it: like a model's summary, with CIs from the same bootstrap, and
     `of_images`, the split's size (the ceiling covers only its images with two or more references)."""
     if ceiling is None:
         return None
     out = {k: v for k, v in ceiling.items() if k not in ("per_image", "stats")}
-    out["ci"] = bootstrap_cis(ceiling, n_boot=cfg.eval.n_bootstrap, seed=cfg.eval.bootstrap_seed)
+    out["ci"] = bootstrap_cis(ceiling, n_boot=cfg.eval.n_bootstrap, seed=cfg.eval.bootstrap_seed, meteor=meteor)
     out["method"] = "each reference scored against the other references of its image (leave one out, rotating)"
     out["of_images"] = split_images if split_images is not None else ceiling["n_images"]
     return out
 
 
-@meteor_session(prestart=True)  # one METEOR JVM (~10 s to start, overlapping the captioning) for every score
-def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[str, str], progress=True) -> dict:
+def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[str, str], progress=True,
+                 meteor: MeteorScorer | None = None) -> dict:
     """Score each (model, processor) in `models` on `split`, and the references against each other (the human
-    ceiling); write predictions and metrics into the run dir."""
+    ceiling); write predictions and metrics into the run dir.
+
+    One METEOR JVM serves every score and interval: `meteor` when given (prestart_meteor(), launched earlier),
+    which this evaluation takes over and closes when done, else one it starts and closes itself."""
+    # Started now, so the JVM's ~10 s start overlaps the captioning, which comes first and does not need it.
+    with (meteor if meteor is not None else MeteorScorer()).start() as scorer:
+        return _evaluate(cfg, split, models, model_ids, progress, scorer)
+
+
+def _evaluate(cfg: Config, split, models: dict[str, tuple], model_ids: dict[str, str], progress,
+              meteor: MeteorScorer) -> dict:
     run = runs.RunDir(cfg.run_dir).ensure()
     results, summaries = {}, {}
-    # Every model captions first, while METEOR's JVM starts (meteor_session); then all scoring, which needs it.
+    # Every model captions first, while METEOR's JVM starts; then all scoring, which needs it.
     captions = {name: caption_split(model, processor, split, cfg.generation, progress=progress)
                 for name, (model, processor) in models.items()}
-    ceiling = human_ceiling(split, cfg)
+    ceiling = human_ceiling(split, cfg, meteor)
     for name, preds in captions.items():
-        result = score_split(preds, split, partial(score_captions, **score_settings(cfg)))
+        result = score_split(preds, split, partial(score_captions, **score_settings(cfg), meteor=meteor))
         results[name] = result
-        summaries[name] = summarise(result, cfg, ceiling)
+        summaries[name] = summarise(result, cfg, ceiling, meteor)
         out = runs.PREDICTIONS if name == FINETUNED else runs.BASELINE_PREDICTIONS
         runs.write_jsonl(run / out, prediction_rows(preds, result, split))
     metrics = {
@@ -96,14 +107,14 @@ def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[s
         # Validation in 02 decoded with the run's stored settings; anything else here is said, not silent.
         "decoding_differs_from_validation": decoding_differences(cfg),
         "results": summaries,
-        HUMAN_CEILING: summarise_ceiling(ceiling, cfg, len(split)),
+        HUMAN_CEILING: summarise_ceiling(ceiling, cfg, len(split), meteor),
         # Like a metric that cannot run: null above, and the reason here.
         "unavailable": {HUMAN_CEILING: NO_CEILING} if ceiling is None else {},
         "provenance": provenance(cfg),
     }
     if FINETUNED in results and BASELINE in results:
-        metrics["comparison"] = paired_comparison(results[FINETUNED], results[BASELINE],
-                                                  n_boot=cfg.eval.n_bootstrap, seed=cfg.eval.bootstrap_seed)
+        metrics["comparison"] = paired_comparison(results[FINETUNED], results[BASELINE], n_boot=cfg.eval.n_bootstrap,
+                                                  seed=cfg.eval.bootstrap_seed, meteor=meteor)
     runs.write_json(run / runs.METRICS, metrics)
     return metrics
 

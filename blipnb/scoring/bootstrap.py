@@ -33,7 +33,7 @@ import numpy as np
 from sacrebleu.metrics import BLEU as SacreBLEU
 
 from ..schema import BLEU, CIDER, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SPICE
-from .meteor import MeteorUnavailable, meteor_process, meteor_session
+from .meteor import MeteorScorer, MeteorUnavailable, borrow
 
 _SMALL, _TINY = 1e-9, 1e-15  # pycocoevalcap's BleuScorer constants, so results match it to rounding
 _CHUNK_CELLS = 2_000_000  # resamples x images per weight block, bounding memory on large test sets
@@ -106,11 +106,13 @@ def units(result: dict) -> list[str]:
     return sorted(set(stats["groups"]), key=str) if "groups" in stats else stats["image_ids"]
 
 
-def metrics_at(result: dict, weights, order: list[str] | None = None, exact_meteor: bool = True) -> dict:
+def metrics_at(result: dict, weights, order: list[str] | None = None, exact_meteor: bool = True,
+               meteor: MeteorScorer | None = None) -> dict:
     """Every resamplable metric under integer image weights (rows x images); all-ones give the corpus value.
 
-    METEOR is exact (Java scores the weighted sum of the cached statistics) when `exact_meteor` and the result
-    has them; a MeteorUnavailable then says Java failed. Otherwise it is the shifted per-image mean."""
+    METEOR is exact (Java scores the weighted sum of the cached statistics, on `meteor`'s JVM when given) when
+    `exact_meteor` and the result has them; a MeteorUnavailable then says Java failed. Otherwise it is the shifted
+    per-image mean."""
     stats, order = result["stats"], order or units(result)
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     # Cached arrays follow stats["image_ids"]; bring them into `order`, so that two results on the same
@@ -128,8 +130,8 @@ def metrics_at(result: dict, weights, order: list[str] | None = None, exact_mete
     out.update({key: _weighted_mean(weights, _per_image(result, key, order)) for key in _MEAN_KEYS
                 if key not in skip})
     if METEOR in out and exact_meteor and stats.get("meteor"):
-        with meteor_process() as meteor:
-            out[METEOR] = meteor.score_weighted(weights, np.asarray(stats["meteor"], dtype=np.float64)[perm])
+        with borrow(meteor) as scorer:
+            out[METEOR] = scorer.score_weighted(weights, np.asarray(stats["meteor"], dtype=np.float64)[perm])
     elif METEOR in out:  # shift onto the Java corpus value (see the module docstring)
         out[METEOR] = out[METEOR] + (result["metrics"][METEOR] - np.nanmean(_per_image(result, METEOR, order)))
     if SACREBLEU not in skip:
@@ -137,25 +139,27 @@ def metrics_at(result: dict, weights, order: list[str] | None = None, exact_mete
     return out
 
 
-def bootstrap_distribution(result: dict, n_boot: int = 1000, seed: int = 0,
-                           order: list[str] | None = None) -> dict:
-    """Each resamplable metric over n_boot seeded image resamples: {key: array of n_boot values}."""
-    return _distribution(result, n_boot, seed, order)[0]
+def bootstrap_distribution(result: dict, n_boot: int = 1000, seed: int = 0, order: list[str] | None = None,
+                           meteor: MeteorScorer | None = None) -> dict:
+    """Each resamplable metric over n_boot seeded image resamples: {key: array of n_boot values}. Exact METEOR
+    runs on `meteor`'s JVM when given, else on one started and stopped here."""
+    return _distribution(result, n_boot, seed, order, meteor)[0]
 
 
-def _distribution(result: dict, n_boot: int, seed: int, order: list[str] | None = None) -> tuple[dict, dict]:
+def _distribution(result: dict, n_boot: int, seed: int, order: list[str] | None = None,
+                  meteor: MeteorScorer | None = None) -> tuple[dict, dict]:
     """bootstrap_distribution plus how METEOR's draws were made: {"method", "note"} (empty without METEOR)."""
     order = order or units(result)
-    meteor = _meteor_method(result)
+    method = _meteor_method(result)
     try:
-        with meteor_session():  # one JVM for every block of resamples
-            blocks = [metrics_at(result, w, order, exact_meteor=meteor.get("method") == EXACT)
+        with borrow(meteor) as scorer:  # one JVM for every block of resamples
+            blocks = [metrics_at(result, w, order, exact_meteor=method.get("method") == EXACT, meteor=scorer)
                       for w in resample_weights(len(order), n_boot, seed)]
     except MeteorUnavailable as error:  # Java died since scoring: fall back (same seed, same resamples), say so
-        meteor = _approximate(result, f"{error}")
+        method = _approximate(result, f"{error}")
         blocks = [metrics_at(result, w, order, exact_meteor=False) for w in resample_weights(len(order), n_boot, seed)]
     draws = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]} if blocks else {}
-    return draws, meteor if METEOR in draws else {}
+    return draws, method if METEOR in draws else {}
 
 
 def _meteor_method(result: dict) -> dict:
@@ -186,23 +190,26 @@ def _interval(values, level: float) -> tuple[float | None, float | None]:
     return float(low), float(high)
 
 
-def bootstrap_cis(result: dict, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """Percentile CIs per metric: {key: {"value", "low", "high"}}, plus "note" where there is none."""
-    (draws, meteor), reasons = _distribution(result, n_boot, seed), _reasons(result)
+def bootstrap_cis(result: dict, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                  meteor: MeteorScorer | None = None) -> dict:
+    """Percentile CIs per metric: {key: {"value", "low", "high"}}, plus "note" where there is none. Exact METEOR
+    runs on `meteor`'s JVM when given, else on one started and stopped here."""
+    (draws, method), reasons = _distribution(result, n_boot, seed, meteor=meteor), _reasons(result)
     cis = {}
     for key in METRIC_KEYS:
         value = result["metrics"].get(key)
         if key in draws:
             low, high = _interval(draws[key], level)
-            cis[key] = {"value": value, "low": low, "high": high} | (meteor if key == METEOR else {})
+            cis[key] = {"value": value, "low": low, "high": high} | (method if key == METEOR else {})
         else:
             cis[key] = {"value": value, "low": None, "high": None, "note": reasons.get(key, _NO_RESAMPLES)}
     return cis
 
 
 def paired_comparison(result_a: dict, result_b: dict, n_boot: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> dict:
-    """A minus B per metric with a paired-bootstrap CI and the share of resamples where A scores higher."""
+                      level: float = 0.95, meteor: MeteorScorer | None = None) -> dict:
+    """A minus B per metric with a paired-bootstrap CI and the share of resamples where A scores higher. Exact
+    METEOR runs on `meteor`'s JVM when given, else on one started and stopped here."""
     order = units(result_a)
     only_a = sorted(set(order) - set(units(result_b)))
     only_b = sorted(set(units(result_b)) - set(order))
@@ -211,9 +218,9 @@ def paired_comparison(result_a: dict, result_b: dict, n_boot: int = 1000, seed: 
             f"paired comparison needs the same images: {len(only_a)} only in A (e.g. {only_a[:5]}), "
             f"{len(only_b)} only in B (e.g. {only_b[:5]})"
         )
-    with meteor_session():  # one JVM for both
-        draws_a, meteor_a = _distribution(result_a, n_boot, seed, order)  # same seed and order: same resamples
-        draws_b, meteor_b = _distribution(result_b, n_boot, seed, order)
+    with borrow(meteor) as scorer:  # one JVM for both; the same seed and order give the same resamples
+        draws_a, meteor_a = _distribution(result_a, n_boot, seed, order, scorer)
+        draws_b, meteor_b = _distribution(result_b, n_boot, seed, order, scorer)
     reasons = _reasons(result_a) | _reasons(result_b)
     out = {}
     for key in METRIC_KEYS:

@@ -35,7 +35,8 @@ def leave_one_out(references: dict) -> tuple[dict[str, str], dict[str, list[str]
 
 
 def score_ceiling(references: dict, **score_kwargs) -> dict:
-    """score_captions of every reference against its image's other references (kwargs as score_captions).
+    """score_captions of every reference against its image's other references (kwargs as score_captions, `meteor`
+    included).
 
     `n_images` counts images (those with >= 2 references), `n_items` the scored (image, reference) items, and
     `refs_per_image` the references each held-out reference was scored against."""

@@ -21,7 +21,7 @@ from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 from sacrebleu.metrics import BLEU as SacreBLEU
 
 from ..schema import BLEU, CIDER, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SCALE, SPICE
-from .meteor import MeteorUnavailable, meteor_process
+from .meteor import MeteorScorer, MeteorUnavailable, borrow
 from .ptb import python_ptb_tokenize
 
 METRIC_MODULE_PATH = str(Path(__file__).resolve().parent / "evaluate_module" / "coco_caption")
@@ -114,12 +114,13 @@ def _bleu(ids, gts, res):
     return corpus, per_image, stats
 
 
-def _meteor(ids, gts, res):
+def _meteor(ids, gts, res, meteor: MeteorScorer | None = None):
     """pycocoevalcap METEOR (its jar and arguments): corpus, per-image scores, and each image's statistics,
-    which the bootstrap sums per resample for exact intervals (see scoring.meteor)."""
-    with meteor_process() as meteor:
-        stats = meteor.segment_stats([res[i][0] for i in ids], [gts[i] for i in ids])
-        per_image, corpus = meteor.evaluate(stats)
+    which the bootstrap sums per resample for exact intervals (see scoring.meteor). On `meteor`'s JVM when given,
+    else on one started and stopped here."""
+    with borrow(meteor) as scorer:
+        stats = scorer.segment_stats([res[i][0] for i in ids], [gts[i] for i in ids])
+        per_image, corpus = scorer.evaluate(stats)
     return corpus, per_image, stats
 
 
@@ -178,8 +179,10 @@ def _attempt(unavailable: dict, keys, fn):
         return None
 
 
-def score_captions(predictions, references, *, do_spice=True, spice_subsample=1500, seed=0) -> dict:
-    """Score one caption per image against all its references; every metric present or null with a reason."""
+def score_captions(predictions, references, *, do_spice=True, spice_subsample=1500, seed=0,
+                   meteor: MeteorScorer | None = None) -> dict:
+    """Score one caption per image against all its references; every metric present or null with a reason.
+    METEOR runs on `meteor`'s JVM when given (its owner closes it), else on one started and stopped here."""
     keys = _check_inputs(predictions, references)
     ids = [str(k) for k in keys]
     preds = {str(k): _clean(predictions[k]) for k in keys}
@@ -206,7 +209,7 @@ def score_captions(predictions, references, *, do_spice=True, spice_subsample=15
                 record(key, ids, bleu[0][n], bleu[1][n])
         if not java:
             unavailable[METEOR] = no_java
-        elif (meteor := _attempt(unavailable, [METEOR], lambda: _meteor(ids, gts, res))) is not None:
+        elif (meteor := _attempt(unavailable, [METEOR], lambda: _meteor(ids, gts, res, meteor))) is not None:
             record(METEOR, ids, meteor[0], meteor[1])
             stats["meteor"] = meteor[2]
         for key, scorer in ((ROUGE_L, Rouge), (CIDER, Cider)):

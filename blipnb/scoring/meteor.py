@@ -11,18 +11,19 @@ bootstrap resample is the Java tool's score of one line, the weighted sum of the
 line per resample instead of re-sending every segment (1,000 resamples take about a second once the JVM runs).
 `tests/test_meteor_exact.py` checks this against the Java tool's own multi-segment `EVAL`, exact matches included.
 
-The JVM takes ~10 s to start (it loads the paraphrase table). Inside `meteor_session()` one process serves every
-call (03 scores two models, the human ceiling and their intervals with one start); outside, each call starts and
-stops its own. `prestart_meteor()` launches one earlier still, for the next session or call to take over.
+The JVM takes ~10 s to start (it loads the paraphrase table), so it belongs to a `MeteorScorer` that its owner
+creates, starts and closes: 03's evaluation hands one to every score and interval (two models, the human ceiling and
+their intervals with one start). A scoring function given none starts and stops its own. `prestart_meteor()`
+starts one earlier still, for the evaluation that is handed it to take over.
 """
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import shutil
 import subprocess
 import threading
+import weakref
 
 import numpy as np
 from pycocoevalcap.meteor import meteor as _pycoco_meteor
@@ -128,96 +129,97 @@ def _stats_line(values) -> str:
     return " ".join(str(int(v)) if float(v).is_integer() else repr(float(v)) for v in values)
 
 
-_shared: dict[str, MeteorProcess] = {}  # java path -> the session's process
-_warm: dict[str, MeteorProcess] = {}  # java path -> a process prestart_meteor launched, for the next user
-_session_depth = 0
-_session_lock = threading.Lock()
+class MeteorScorer:
+    """The owner of one METEOR JVM. `start()` launches it ahead of use (it loads in the background), the first score
+    starts it if nobody did, and `close()` (or the end of a `with` block) stops it; used again after that, it starts
+    a new one. A JVM that died is not used again: the next score starts a fresh one. One nobody closes is stopped
+    when the scorer is collected, or at the latest when Python exits."""
 
+    def __init__(self):
+        self._processes: list[MeteorProcess] = []  # the running JVM, if any (a list: the finalizer closes it too)
+        self._lock = threading.Lock()
+        weakref.finalize(self, _stop, self._processes)
 
-def prestart_meteor() -> bool:
-    """Launch METEOR's JVM now, ahead of the scoring that needs it: 03 calls this in its first cell, so the JVM
-    loads its tables (~10 s of one core) while imports and loading (one core) leave the other core idle, instead
-    of competing with the captioning later. The next meteor_session or meteor_process takes it over; one nobody
-    took is stopped when Python exits. Returns whether a JVM was launched; one that cannot start is reported by
-    the first score, as without it."""
-    java = shutil.which("java")
-    with _session_lock:
-        if java is None or java in _warm or java in _shared or (process := _launch(java)) is None:
-            return False
-        _warm[java] = process
-    return True
-
-
-def _launch(java: str) -> MeteorProcess | None:
-    """A METEOR JVM started ahead of its first use (Popen returns at once, the JVM loads in the background); None
-    if it cannot start, which the first score then reports when it starts one itself."""
-    try:
-        return MeteorProcess(java)
-    except Exception:  # noqa: BLE001 - reported by the first score, as said
-        return None
-
-
-def _take_warm(java: str) -> MeteorProcess | None:
-    """The live process prestart_meteor launched for `java`, now the caller's; None if there is none."""
-    process = _warm.pop(java, None)
-    if process is not None and not process.alive():
-        process.close()
-        return None
-    return process
-
-
-@atexit.register
-def _stop_warm() -> None:
-    for process in _warm.values():
-        process.close()
-    _warm.clear()
-
-
-@contextlib.contextmanager
-def meteor_session(prestart: bool = False):
-    """Reuse one METEOR JVM for every score and interval inside the block; it is stopped when the block ends.
-
-    prestart: launch the JVM now, so its ~10 s start overlaps the block's other work (captioning) instead of
-    stalling the first score. If it cannot start, the first score says why, as without prestart."""
-    global _session_depth
-    with _session_lock:
-        _session_depth += 1
+    def start(self) -> MeteorScorer:
+        """Launch the JVM now unless one runs; returns self. One that cannot start (no Java, a broken one) is
+        reported by the first score, which tries again."""
         java = shutil.which("java")
-        if java is not None and java not in _shared:
-            process = _take_warm(java) or (_launch(java) if prestart else None)
-            if process is not None:
-                _shared[java] = process
-    try:
-        yield
-    finally:
-        with _session_lock:
-            _session_depth -= 1
-            if _session_depth == 0:
-                for process in _shared.values():
-                    process.close()
-                _shared.clear()
+        if java is not None:
+            with self._lock:
+                if self._live(java) is None:
+                    with contextlib.suppress(Exception):  # reported by the first score, as said
+                        self._replace(MeteorProcess(java))
+        return self
+
+    def process(self) -> MeteorProcess:
+        """The running JVM of the `java` now on PATH, started now if there is none (or it died)."""
+        java = shutil.which("java")  # resolved now, so a changed PATH (no Java, a broken one) is honoured
+        if java is None:
+            raise MeteorUnavailable("needs Java, which was not found on PATH")
+        with self._lock:
+            return self._live(java) or self._replace(_start(java))
+
+    def running(self) -> bool:
+        """Whether this scorer holds a live JVM."""
+        with self._lock:
+            return bool(self._processes) and self._processes[-1].alive()
+
+    def segment_stats(self, hypotheses: list[str], references: list[list[str]]) -> list[list[float]]:
+        """MeteorProcess.segment_stats on this scorer's JVM."""
+        return self.process().segment_stats(hypotheses, references)
+
+    def evaluate(self, stats: list[list[float]]) -> tuple[list[float], float]:
+        """MeteorProcess.evaluate on this scorer's JVM."""
+        return self.process().evaluate(stats)
+
+    def score_weighted(self, weights, stats) -> np.ndarray:
+        """MeteorProcess.score_weighted on this scorer's JVM."""
+        return self.process().score_weighted(weights, stats)
+
+    def close(self) -> None:
+        """Stop the JVM, if one runs."""
+        with self._lock:
+            _stop(self._processes)
+
+    def __enter__(self) -> MeteorScorer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _live(self, java: str) -> MeteorProcess | None:
+        process = self._processes[-1] if self._processes else None
+        return process if process is not None and process.java == java and process.alive() else None
+
+    def _replace(self, process: MeteorProcess) -> MeteorProcess:
+        _stop(self._processes)
+        self._processes.append(process)
+        return process
+
+
+def _stop(processes: list[MeteorProcess]) -> None:
+    """Close these processes and forget them; also the finalizer of a scorer, so it must not refer to one."""
+    while processes:
+        processes.pop().close()
+
+
+def prestart_meteor() -> MeteorScorer:
+    """A MeteorScorer whose JVM is launched now, ahead of the scoring that needs it: 03 calls this in its first cell,
+    so the JVM loads its tables (~10 s of one core) while imports and loading (one core) leave the other core idle,
+    instead of competing with the captioning later. Hand it to `evaluate_run(..., meteor=...)`, which takes it over
+    and closes it when done; one nobody takes is stopped when it is closed or collected. A JVM that cannot start is
+    reported by the first score, as without it."""
+    return MeteorScorer().start()
 
 
 @contextlib.contextmanager
-def meteor_process():
-    """A METEOR process: the session's when one is open, else a fresh one stopped afterwards."""
-    java = shutil.which("java")  # resolved now, so a changed PATH (no Java, a broken one) is honoured
-    if java is None:
-        raise MeteorUnavailable("needs Java, which was not found on PATH")
-    if _session_depth:
-        with _session_lock:
-            process = _shared.get(java)
-            if process is None or not process.alive():
-                process = _shared[java] = _take_warm(java) or _start(java)
-        yield process
+def borrow(meteor: MeteorScorer | None):
+    """`meteor` when given (its owner closes it), else a MeteorScorer of the block's own, closed when it ends."""
+    if meteor is not None:
+        yield meteor
         return
-    with _session_lock:
-        process = _take_warm(java)
-    process = process or _start(java)
-    try:
-        yield process
-    finally:
-        process.close()
+    with MeteorScorer() as own:
+        yield own
 
 
 def _start(java: str) -> MeteorProcess:

@@ -1,6 +1,6 @@
 """The image check's record in a run directory (blipnb.data.checks): the next notebook decodes only what changed.
 
-Each test clears the process memory between loads, as a new notebook kernel starts without it.
+Each load starts from what the run directory holds, as a new notebook kernel does.
 """
 from __future__ import annotations
 
@@ -15,11 +15,6 @@ from blipnb.config import DataConfig
 from blipnb.data import checks, load_checked, records
 
 pytestmark = pytest.mark.filterwarnings("ignore:on_bad_data='skip'")  # the one bad file, said on every load
-
-
-def _forget():
-    checks._verdicts.clear()
-    checks._hashes.clear()
 
 
 @pytest.fixture
@@ -49,10 +44,8 @@ def _load(root, run):
 
 def test_a_second_load_in_the_run_dir_decodes_nothing_and_finds_the_same(folder, tmp_path, decodes):
     run = tmp_path / "run"
-    _forget()
     first = _load(folder, run)
     assert len(decodes) == 12 and (run / runs.IMAGE_CHECKS).is_file()
-    _forget()
     decodes.clear()
     second = _load(folder, run)
     assert decodes == []  # every answer came from the record, the bad file's too
@@ -63,13 +56,11 @@ def test_a_second_load_in_the_run_dir_decodes_nothing_and_finds_the_same(folder,
 
 def test_a_file_changed_since_is_checked_again(folder, tmp_path, decodes):
     run = tmp_path / "run"
-    _forget()
     _load(folder, run)
     path = folder / "images/img_003.png"
     stat = path.stat()
     path.write_bytes(path.read_bytes()[:40])  # truncated after 01 checked it
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    _forget()
     decodes.clear()
     again = _load(folder, run)
     assert decodes == ["img_003.png"]
@@ -78,26 +69,25 @@ def test_a_file_changed_since_is_checked_again(folder, tmp_path, decodes):
 
 def test_a_record_from_another_pillow_is_ignored_whole(folder, tmp_path, decodes):
     run = tmp_path / "run"
-    _forget()
     _load(folder, run)
     record = run / runs.IMAGE_CHECKS
     saved = json.loads(record.read_text())
     record.write_text(json.dumps({**saved, "pillow": "0.0.1"}))
-    _forget()
     decodes.clear()
     _load(folder, run)
     assert len(decodes) == 12
     record.write_text("{ truncated")  # unreadable: checked afresh, and written anew
-    _forget()
     decodes.clear()
     _load(folder, run)
     assert len(decodes) == 12 and json.loads(record.read_text())["format"] == checks.FORMAT
 
 
-def test_without_a_run_dir_nothing_is_written_but_the_process_remembers(folder, tmp_path, decodes):
+def test_without_a_run_dir_nothing_is_written_but_loads_sharing_their_checks_decode_once(folder, tmp_path, decodes):
     cfg = DataConfig(source="folder", data_dir=str(folder), on_bad_data="skip")
-    _forget()
+    shared = checks.ImageChecks()
+    load_checked(cfg, image_checks=shared)
+    load_checked(cfg, image_checks=shared)
+    assert len(decodes) == 12  # the second load, handed the first one's checks, decoded nothing
     load_checked(cfg)
-    load_checked(cfg)
-    assert len(decodes) == 12  # the second load in the same process decoded nothing
+    assert len(decodes) == 24  # a load with checks of its own decodes everything again: nothing is kept elsewhere
     assert not any(tmp_path.rglob("image_checks.json"))

@@ -103,19 +103,20 @@ def test_hashes_kept_from_the_image_check_equal_fresh_ones_and_never_go_stale(pl
 
     from blipnb.data import checks, leaks
 
-    with pytest.warns(NearDuplicateWarning), checks.collecting() as checked:
-        ds = load_captions(cfg(planted, "warn"))
-    test = ds["test"]
-    assert len(checked) == 10 and all(checks.known_hash(k) is not None for k in checked)
-    ids, kept = leaks.hash_split(test)
+    image_checks = checks.ImageChecks()
+    with pytest.warns(NearDuplicateWarning):
+        ds = load_captions(cfg(planted, "warn"), image_checks=image_checks)
+    test, checked = ds["test"], image_checks.used
+    assert len(checked) == 10 and all(image_checks.known_hash(k) is not None for k in checked)
+    ids, kept = leaks.hash_split(test, image_checks=image_checks)
     for source in test.cast_column("image", test.features["image"].__class__(decode=False))["image"]:
         with Image.open(source["path"]) as im:  # decoded afresh: the same hash
-            assert leaks.dhash(im) == checks.known_hash(checks.file_key(source["path"]))
+            assert leaks.dhash(im) == image_checks.known_hash(checks.file_key(source["path"]))
     path = planted / "images/img_009.png"  # the JPEG copy
     assert ids[1] == "images/img_009.png"
     stat = path.stat()
     blob_image(7, 48).save(path, format="PNG")  # rewritten: another size and time, so another key
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    fresh = leaks.hash_split(test)[1].tolist()
+    fresh = leaks.hash_split(test, image_checks=image_checks)[1].tolist()
     with Image.open(path) as im:
         assert fresh[1] == leaks.dhash(im) != kept[1]

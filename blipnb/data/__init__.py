@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
     from ..config import DataConfig
+    from .checks import ImageChecks
 
 
 class Checked(NamedTuple):
@@ -30,46 +31,50 @@ class Checked(NamedTuple):
     bad_data: dict  # counts of what on_bad_data=skip left out and of merged duplicates (data_summary.json)
 
 
-def load_captions(cfg: DataConfig, run_dir: str | os.PathLike | None = None) -> DatasetDict:
+def load_captions(cfg: DataConfig, run_dir: str | os.PathLike | None = None,
+                  image_checks: ImageChecks | None = None) -> DatasetDict:
     """Load cfg.source as the canonical DatasetDict, cap its sizes, then guard against leaks across splits.
 
     With on_bad_data='skip', what was left out is listed in run_dir/skipped.jsonl (when run_dir is given). A run_dir
     also keeps what the image check found per file, so the next load there decodes only files changed since.
     """
-    return load_checked(cfg, run_dir).ds
+    return load_checked(cfg, run_dir, image_checks).ds
 
 
-def load_checked(cfg: DataConfig, run_dir: str | os.PathLike | None = None) -> Checked:
+def load_checked(cfg: DataConfig, run_dir: str | os.PathLike | None = None,
+                 image_checks: ImageChecks | None = None) -> Checked:
     """load_captions, also returning the near-duplicate pairs found and the bad-data counts. With run_dir, the image
-    checks are recorded there (runs.IMAGE_CHECKS) and reused by later loads for files unchanged since."""
-    from . import checks, leaks
+    checks are recorded there (runs.IMAGE_CHECKS) and reused by later loads for files unchanged since. Loads handed
+    the same `image_checks` share what they checked, run_dir or not; without one, each load has its own."""
+    from . import leaks
+    from .checks import ImageChecks
 
     bad = BadData(policy=cfg.on_bad_data)
+    image_checks = image_checks if image_checks is not None else ImageChecks()
     record = runs.RunDir(run_dir) / runs.IMAGE_CHECKS if run_dir is not None else None
     if record is not None:
-        checks.load(record)  # what an earlier notebook checked: unchanged files are not decoded again
-    with checks.collecting() as checked:
-        ds = load_source(cfg, bad)
-    if record is not None and checked:
-        checks.save(record, checked)
+        image_checks.load(record)  # what an earlier notebook checked: unchanged files are not decoded again
+    ds = load_source(cfg, bad, image_checks)
+    if record is not None and image_checks.used:
+        image_checks.save(record)
     if not bad.images_total:  # a source without local checks (hub, sample): everything loaded was kept
         bad.images_total = bad.images_kept = sum(len(ds[s]) for s in ds)
     report = report_bad_data(bad, run_dir)
     ds = limit_samples(ds, cfg.max_train_samples, cfg.max_eval_samples)
     check_disjoint(ds)
-    pairs = leaks.near_duplicates(ds)
+    pairs = leaks.near_duplicates(ds, image_checks=image_checks)
     return Checked(leaks.apply_near_duplicate_policy(ds, pairs, cfg.near_duplicates), pairs, report)
 
 
-def load_source(cfg: DataConfig, bad: BadData | None = None) -> DatasetDict:
+def load_source(cfg: DataConfig, bad: BadData | None = None, image_checks: ImageChecks | None = None) -> DatasetDict:
     """The canonical DatasetDict of cfg.source, before size caps and leak checks; local sources report their
-    problems to `bad` (a fail policy by default)."""
+    problems to `bad` (a fail policy by default) and check their images through `image_checks` (data.checks)."""
     from . import coco_karpathy, flickr8k, local, sample
 
     checked = {"folder": local.load_folder_source, "coco_json": local.load_coco_json,
                "coco_karpathy": coco_karpathy.load_coco_karpathy}
     if cfg.source in checked:
-        return checked[cfg.source](cfg, bad)
+        return checked[cfg.source](cfg, bad, image_checks)
     loaders = {"sample": sample.load_sample, "flickr8k": flickr8k.load_flickr8k,
                "flickr8k_rows": flickr8k.load_flickr8k_rows}
     return loaders[cfg.source](cfg)

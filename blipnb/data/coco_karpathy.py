@@ -9,12 +9,13 @@ from datasets import DatasetDict
 from .hub import load_hub
 from .local import read_json_object, split_name
 from . import problems as P
+from .checks import ImageChecks
 from .records import Record, build_splits, check_images, clean_captions, resolve_inside
 
 KARPATHY_ID = "yerevann/coco-karpathy"  # captions and file paths only, no image bytes
 
 
-def load_coco_karpathy(cfg, bad: P.BadData | None = None) -> DatasetDict:
+def load_coco_karpathy(cfg, bad: P.BadData | None = None, image_checks: ImageChecks | None = None) -> DatasetDict:
     """COCO with the Karpathy split: captions from cfg.annotations (dataset_coco.json) or the hub, images from data_dir."""
     bad = bad if bad is not None else P.BadData()
     root = Path(cfg.data_dir)
@@ -44,7 +45,7 @@ def load_coco_karpathy(cfg, bad: P.BadData | None = None) -> DatasetDict:
         record = Record(path, image_id, [], split, where)
         record.add_captions(captions, where, bad)
         records.append(record)
-    check_images(records, root, bad, cfg.max_image_pixels)
+    check_images(records, root, bad, cfg.max_image_pixels, image_checks)
     records = bad.settle(records, f"{origin} with images under {root}")
     return build_splits(records, cfg.split_seed, cfg.val_fraction, cfg.test_fraction, bad,
                         f"'split' field of {origin}")

@@ -10,7 +10,7 @@ from datasets import Dataset, DatasetDict
 from PIL import Image
 
 from ..schema import IMAGE, IMAGE_ID, SPLITS, undecoded
-from . import checks
+from .checks import ImageChecks, file_key
 from ..runtime.images import open_image, to_8bit  # to_8bit: 16-bit images would hash as white
 
 PROGRESS_FROM = 2000  # show a progress bar when hashing at least this many images
@@ -28,8 +28,10 @@ def dhash(image: Image.Image) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def hash_split(split: Dataset, desc: str = "hashing", chunk: int = 512) -> tuple[list[str], np.ndarray]:
-    """(image ids, uint64 dHashes) of a split, decoded from the stored bytes or paths a chunk at a time."""
+def hash_split(split: Dataset, desc: str = "hashing", chunk: int = 512,
+               image_checks: ImageChecks | None = None) -> tuple[list[str], np.ndarray]:
+    """(image ids, uint64 dHashes) of a split, decoded from the stored bytes or paths a chunk at a time; a file
+    whose hash `image_checks` recorded (unchanged since) is not decoded again."""
     from tqdm.auto import tqdm
 
     ids = [str(i) for i in split[IMAGE_ID]]
@@ -40,7 +42,7 @@ def hash_split(split: Dataset, desc: str = "hashing", chunk: int = 512) -> tuple
             tqdm(total=len(ids), desc=desc, disable=len(ids) < PROGRESS_FROM) as bar:
         for start in range(0, len(ids), chunk):
             batch = raw[start:start + chunk][IMAGE]
-            results.extend(pool.map(_hash_source, batch))
+            results.extend(pool.map(lambda source: _hash_source(source, image_checks), batch))
             bar.update(len(batch))
     bad = [(i, r) for i, r in zip(ids, results) if isinstance(r, str)]
     if bad:
@@ -49,15 +51,16 @@ def hash_split(split: Dataset, desc: str = "hashing", chunk: int = 512) -> tuple
     return ids, np.array(results, dtype=np.uint64)
 
 
-def near_duplicates(ds: DatasetDict, max_distance: int = 4) -> list[dict]:
+def near_duplicates(ds: DatasetDict, max_distance: int = 4, image_checks: ImageChecks | None = None) -> list[dict]:
     """Cross-split image pairs whose dHashes differ in at most max_distance bits, earlier split first.
 
-    Each split is hashed once per call. Nothing is cached across calls: files on disk may change between them.
+    Each split is hashed once per call, except files whose hash the load's `image_checks` recorded (keyed by size
+    and modification time, so a file changed since is hashed anew).
     """
     if not 0 <= max_distance <= 64:
         raise ValueError(f"max_distance must be in 0..64 bits, got {max_distance}")
     names = [s for s in SPLITS if s in ds]
-    hashed = {s: hash_split(ds[s], desc=f"hashing {s}") for s in names}
+    hashed = {s: hash_split(ds[s], desc=f"hashing {s}", image_checks=image_checks) for s in names}
     pairs = []
     for a_i, a in enumerate(names):
         for b in names[a_i + 1:]:
@@ -103,12 +106,12 @@ def remaining_pairs(pairs: list[dict], ds: DatasetDict) -> list[dict]:
     return [p for p in pairs if p["id_a"] in ids.get(p["split_a"], ()) and p["id_b"] in ids.get(p["split_b"], ())]
 
 
-def _hash_source(source: dict) -> int | str:
+def _hash_source(source: dict, image_checks: ImageChecks | None = None) -> int | str:
     """dHash of a stored image ({bytes, path}); an error message instead of raising, so all failures are listed.
     A file the image check has decoded (unchanged since) is not decoded again (blipnb.data.checks)."""
-    if source.get("path") and not source.get("bytes"):
+    if image_checks is not None and source.get("path") and not source.get("bytes"):
         try:
-            known = checks.known_hash(checks.file_key(source["path"]))
+            known = image_checks.known_hash(file_key(source["path"]))
         except OSError:
             known = None  # opening it below says what is wrong
         if known is not None:

@@ -13,26 +13,29 @@ from datasets import DatasetDict
 from ..errors import BadDataError
 from ..schema import SPLIT_ALIASES
 from . import problems as P
+from .checks import ImageChecks
 from .records import Record, build_splits, check_images, clean_captions, resolve_inside
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 _RESERVED = {"file_name", "caption", "captions", "split"}
 
 
-def load_folder_source(cfg, bad: P.BadData | None = None) -> DatasetDict:
+def load_folder_source(cfg, bad: P.BadData | None = None, image_checks: ImageChecks | None = None) -> DatasetDict:
     """source='folder': cfg.data_dir with its metadata file, split as cfg says."""
     return load_folder(cfg.data_dir, cfg.split_seed, cfg.val_fraction, cfg.test_fraction, bad=bad,
-                       encoding=cfg.encoding, max_pixels=cfg.max_image_pixels)
+                       encoding=cfg.encoding, max_pixels=cfg.max_image_pixels, image_checks=image_checks)
 
 
 def load_folder(root, split_seed: int = 42, val_fraction: float = 0.05, test_fraction: float = 0.05, *,
-                bad: P.BadData | None = None, encoding: str = "utf-8", max_pixels: int | None = None) -> DatasetDict:
+                bad: P.BadData | None = None, encoding: str = "utf-8", max_pixels: int | None = None,
+                image_checks: ImageChecks | None = None) -> DatasetDict:
     """Images under root + metadata.jsonl/.csv (file_name, caption or captions, optional split) -> DatasetDict.
 
     Rows with the same file_name are one image (their captions are pooled; an exact repeat is merged). In
     metadata.csv a `captions` cell is a JSON list of strings, e.g. ["a dog", "a brown dog"]; in metadata.jsonl it
     is a list. image_id is the file_name. Without a split column the images are split by a seeded shuffle
     (split_seed, *_fraction). Every row and image is checked; `bad` (on_bad_data) decides what problems do.
+    `image_checks` answers for files checked before and keeps what is checked now (blipnb.data.checks).
     """
     bad = bad if bad is not None else P.BadData()
     root = Path(root)
@@ -70,13 +73,13 @@ def load_folder(root, split_seed: int = 42, val_fraction: float = 0.05, test_fra
     records = list(by_name.values())
     if not records and not bad.problems:
         raise BadDataError(f"{meta} lists no images")
-    check_images(records, root, bad, max_pixels)
+    check_images(records, root, bad, max_pixels, image_checks)
     records = bad.settle(records, f"{meta}")
     _warn_duplicates(bad, meta.name)
     return build_splits(records, split_seed, val_fraction, test_fraction, bad, f"'split' column of {meta.name}")
 
 
-def load_coco_json(cfg, bad: P.BadData | None = None) -> DatasetDict:
+def load_coco_json(cfg, bad: P.BadData | None = None, image_checks: ImageChecks | None = None) -> DatasetDict:
     """A COCO captions file (images: id, file_name[, split]; annotations: image_id, caption) + cfg.data_dir."""
     bad = bad if bad is not None else P.BadData()
     root, ann_path = Path(cfg.data_dir), Path(cfg.annotations)
@@ -118,7 +121,7 @@ def load_coco_json(cfg, bad: P.BadData | None = None) -> DatasetDict:
     if uncaptioned:  # COCO files may list images nobody captioned: not a problem with the data
         warnings.warn(f"{ann_path.name}: skipped {len(uncaptioned)} image(s) without captions", stacklevel=2)
     records = [r for i, r in by_id.items() if i not in uncaptioned]
-    check_images(records, root, bad, cfg.max_image_pixels)
+    check_images(records, root, bad, cfg.max_image_pixels, image_checks)
     records = bad.settle(records, str(ann_path))
     _warn_duplicates(bad, ann_path.name)
     return build_splits(records, cfg.split_seed, cfg.val_fraction, cfg.test_fraction, bad,

@@ -17,7 +17,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import BadDataError, BadImageError
 from ..schema import CAPTIONS, IMAGE, IMAGE_ID, SPLITS
-from . import checks, leaks, problems as P
+from . import leaks, problems as P
+from .checks import ImageChecks, file_key
 from ..runtime.images import bombs_are_errors, check_pixels
 
 PROGRESS_FROM = 2000  # show a progress bar when checking at least this many images
@@ -82,15 +83,17 @@ def clean_captions(captions, where: str, bad: P.BadData | None = None, image: st
     return out
 
 
-def check_images(records: list[Record], root: Path, bad: P.BadData, max_pixels: int | None = None) -> None:
+def check_images(records: list[Record], root: Path, bad: P.BadData, max_pixels: int | None = None,
+                 image_checks: ImageChecks | None = None) -> None:
     """Report every missing, oversized or undecodable image to `bad`: each file is found, its header checked
-    against max_pixels, then decoded (JPEGs at reduced scale, still reading every byte). A file checked before and
-    unchanged since is answered from the record (blipnb.data.checks)."""
+    against max_pixels, then decoded (JPEGs at reduced scale, still reading every byte). A file `image_checks`
+    has checked before, unchanged since, is answered from it; what is checked now is recorded there."""
+    image_checks = image_checks if image_checks is not None else ImageChecks()
     from tqdm.auto import tqdm
 
     # Warning filters are process-wide: set once here, around the threads, not inside each of them.
     with bombs_are_errors(max_pixels), ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        errors = list(tqdm(pool.map(lambda r: _checked(r.path, max_pixels), records), total=len(records),
+        errors = list(tqdm(pool.map(lambda r: _checked(r.path, max_pixels, image_checks), records), total=len(records),
                            desc="checking images", disable=len(records) < PROGRESS_FROM))
     for r, error in zip(records, errors):
         if error:
@@ -98,17 +101,17 @@ def check_images(records: list[Record], root: Path, bad: P.BadData, max_pixels: 
             bad.add(reason, r.where, detail, image=r.image_id, file=_rel(r.path, root), split=r.split)
 
 
-def _checked(path: Path, max_pixels: int | None) -> tuple[str, str] | None:
+def _checked(path: Path, max_pixels: int | None, image_checks: ImageChecks) -> tuple[str, str] | None:
     """_image_error from the record when the file is unchanged since it was checked, else checked now."""
     try:
-        key = checks.file_key(path)
+        key = file_key(path)
     except OSError:
         return _image_error(path, max_pixels)[0]  # missing or unreadable: nothing to key a record by
     try:
-        return checks.verdict(key, max_pixels)
+        return image_checks.verdict(key, max_pixels)
     except KeyError:
         problem, dhash = _image_error(path, max_pixels)
-        checks.record(key, max_pixels, problem, dhash)
+        image_checks.record(key, max_pixels, problem, dhash)
         return problem
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import sys
 
 import pytest
 import tqdm.auto
@@ -64,20 +63,29 @@ def test_headless_is_decided_by_the_program_that_started_the_kernel(monkeypatch,
         assert nb.headless() is expected, parent
 
 
-def test_plain_progress_replaces_widget_bars_with_final_text(monkeypatch):
-    import blipnb.model.generation as generation
+def test_headless_bars_are_final_plain_text_for_blipnb_and_transformers_alike(monkeypatch):
+    from transformers.utils import logging as hf_logging
 
-    bound = [m for name, m in sys.modules.items() if name in ("tqdm.auto", "tqdm.autonotebook")
-             or (name.startswith("blipnb.") and getattr(m, "tqdm", None) is tqdm.auto.tqdm)]
-    for module in bound:  # undone after the test: the rest of the session keeps the real classes
-        monkeypatch.setattr(module, "tqdm", module.tqdm)
-    nb.plain_progress()
-    assert generation in bound and generation.tqdm is tqdm.auto.tqdm is tqdm.autonotebook.tqdm
-    assert getattr(tqdm.auto.tqdm, "_blipnb_plain", False)
-    out = io.StringIO()
-    for _ in tqdm.auto.tqdm(range(3), desc="Writing model shards", file=out):
-        pass
-    assert "Writing model shards: 100%" in out.getvalue() and "3/3" in out.getvalue()
-    assert " 0%" not in out.getvalue()  # a quick bar leaves only its final state, no "0%" frame first
-    nb.plain_progress()  # twice is harmless
-    assert tqdm.auto.tqdm.__mro__[1].__name__ == "tqdm_asyncio"
+    from blipnb import progress
+
+    monkeypatch.delenv(nb.HEADLESS, raising=False)  # restored after the test, as is transformers' hook below
+    bars = (tqdm.auto.tqdm, tqdm.autonotebook.tqdm)
+    assert progress.bar_class() is tqdm.auto.tqdm  # watched (or unknown): tqdm's own, a widget in a notebook
+    previous = hf_logging.set_tqdm_hook(None)
+    try:
+        nb.plain_progress()
+        assert os.environ[nb.HEADLESS] == "1" and progress.bar_class() is progress.PlainTqdm
+        for make in (progress.progress_bar, hf_logging.tqdm):  # blipnb's bars, and transformers' (saving shards)
+            out = io.StringIO()
+            for _ in make(range(3), desc="Writing model shards", file=out):
+                pass
+            assert "Writing model shards: 100%" in out.getvalue() and "3/3" in out.getvalue()
+            assert " 0%" not in out.getvalue()  # a quick bar leaves only its final state, no "0%" frame first
+        nb.plain_progress()  # twice is harmless
+        assert isinstance(hf_logging.tqdm(range(1), file=io.StringIO()), progress.PlainTqdm)
+        monkeypatch.setenv(nb.HEADLESS, "0")  # read when each bar is made: a user can switch back
+        assert progress.bar_class() is tqdm.auto.tqdm
+        assert not isinstance(hf_logging.tqdm(range(1), file=io.StringIO()), progress.PlainTqdm)
+    finally:
+        hf_logging.set_tqdm_hook(previous)
+    assert (tqdm.auto.tqdm, tqdm.autonotebook.tqdm) == bars  # nothing of tqdm's was rebound

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
+from ..progress import progress_bar
 from ..schema import CAPTIONS, IMAGE, IMAGE_ID, SPLIT_ALIASES, SPLITS
 from .hub import load_hub
 from .records import assign_splits
@@ -71,11 +72,9 @@ def from_caption_rows(dd: DatasetDict, seed: int, val_fraction: float, test_frac
 
 def image_keys(split: Dataset, desc: str = "hashing images") -> list[str]:
     """A stable id per row: the first 16 hex digits of the sha1 of the encoded image bytes (or of its file)."""
-    from tqdm.auto import tqdm
-
     keys = []
     batches = split.select_columns([IMAGE]).with_format("arrow").iter(batch_size=256)
-    with tqdm(total=len(split), desc=desc, disable=len(split) < 2000) as bar:
+    with progress_bar(total=len(split), desc=desc, disable=len(split) < 2000) as bar:
         for batch in batches:
             for item in batch.column(IMAGE).to_pylist():
                 data = item.get("bytes") if isinstance(item, dict) else None

@@ -9,6 +9,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from PIL import Image
 
+from ..progress import progress_bar
 from ..schema import IMAGE, IMAGE_ID, SPLITS, undecoded
 from .checks import ImageChecks, file_key
 from ..runtime.images import open_image, to_8bit  # to_8bit: 16-bit images would hash as white
@@ -32,14 +33,12 @@ def hash_split(split: Dataset, desc: str = "hashing", chunk: int = 512,
                image_checks: ImageChecks | None = None) -> tuple[list[str], np.ndarray]:
     """(image ids, uint64 dHashes) of a split, decoded from the stored bytes or paths a chunk at a time; a file
     whose hash `image_checks` recorded (unchanged since) is not decoded again."""
-    from tqdm.auto import tqdm
-
     ids = [str(i) for i in split[IMAGE_ID]]
     raw = undecoded(split.select_columns([IMAGE]))
     results: list = []
     # Chunks bound memory (hub images are embedded bytes); threads overlap decoding, which PIL does without the GIL.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool, \
-            tqdm(total=len(ids), desc=desc, disable=len(ids) < PROGRESS_FROM) as bar:
+            progress_bar(total=len(ids), desc=desc, disable=len(ids) < PROGRESS_FROM) as bar:
         for start in range(0, len(ids), chunk):
             batch = raw[start:start + chunk][IMAGE]
             results.extend(pool.map(lambda source: _hash_source(source, image_checks), batch))

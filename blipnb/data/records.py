@@ -16,6 +16,7 @@ from datasets import Image as ImageFeature
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import BadDataError, BadImageError
+from ..progress import progress_bar
 from ..schema import CAPTIONS, IMAGE, IMAGE_ID, SPLITS
 from . import leaks, problems as P
 from .checks import ImageChecks, file_key
@@ -89,12 +90,11 @@ def check_images(records: list[Record], root: Path, bad: P.BadData, max_pixels: 
     against max_pixels, then decoded (JPEGs at reduced scale, still reading every byte). A file `image_checks`
     has checked before, unchanged since, is answered from it; what is checked now is recorded there."""
     image_checks = image_checks if image_checks is not None else ImageChecks()
-    from tqdm.auto import tqdm
-
     # Warning filters are process-wide: set once here, around the threads, not inside each of them.
     with bombs_are_errors(max_pixels), ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        errors = list(tqdm(pool.map(lambda r: _checked(r.path, max_pixels, image_checks), records), total=len(records),
-                           desc="checking images", disable=len(records) < PROGRESS_FROM))
+        checked = pool.map(lambda r: _checked(r.path, max_pixels, image_checks), records)
+        errors = list(progress_bar(checked, total=len(records), desc="checking images",
+                                   disable=len(records) < PROGRESS_FROM))
     for r, error in zip(records, errors):
         if error:
             reason, detail = error

@@ -4,11 +4,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-from tqdm.auto import tqdm
-
 from .. import runs
 from ..config import Config
 from ..data import validation_subset
+from ..progress import progress_bar
 from ..schema import BLEU, CIDER
 from ..training.validation import caption_and_score
 
@@ -28,7 +27,7 @@ def decoding_sweep(model, processor, validation, cfg: Config, progress: bool = T
     if {"num_beams", "length_penalty"} & set(axes) and cfg.generation.samples:
         # Beam settings change nothing while captions are drawn at random: this grid is a beam search's.
         settings = [{**s, "do_sample": False, "consensus_samples": 0} for s in settings]
-    for setting in tqdm(settings, desc="decoding sweep (validation)", disable=not progress):
+    for setting in progress_bar(settings, desc="decoding sweep (validation)", disable=not progress):
         _, scores = caption_and_score(model, processor, validation, cfg.generation.merged(**setting))
         grid.append({**setting, CIDER: scores[CIDER], BLEU[3]: scores[BLEU[3]]})
     best = max(grid, key=lambda row: row[CIDER])

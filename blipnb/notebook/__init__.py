@@ -7,21 +7,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import sys
 import warnings
 from pathlib import Path
 
 from ..config import PARAMETERS, Config, GenerationConfig, build_config
 from ..errors import USER_ERRORS
+from ..progress import HEADLESS, progress_bar
 
 _NOT_PARAMETERS = {"In", "Out", "exit", "quit", "get_ipython"}
 _SEEN = "_blipnb_parameter_names"  # stored in the namespace by the first resolution
 _DECODING = frozenset(f.name for f in dataclasses.fields(GenerationConfig))  # None: the run's, given a base
-HEADLESS = "BLIPNB_HEADLESS"  # "1": progress as plain text, as under papermill; "0": as widgets, whoever runs it
 # Programs that run a notebook with nobody watching; the kernel's parent process tells which one started it.
 RUNNERS = frozenset({"papermill", "blipnb", "pytest", "py.test", "nbval", "nbclient", "nbconvert",
                      "jupyter-nbconvert", "jupyter-execute"})
-PROGRESS_REFRESH_S = 10.0  # headless progress: a line every 10 s at most, and always the final state
 
 
 def setup() -> None:
@@ -69,38 +67,20 @@ def program_name(pid: int) -> str:
 
 
 def plain_progress() -> None:
-    """Make tqdm.auto progress bars plain text on stdout from now on, in this kernel.
-
-    Headless, a tqdm widget is saved as its first frame: "Writing model shards: 0% 0/1" is what a reader sees
-    until the notebook is trusted, which reads as a stalled save. As text, the saved output is the final state.
-    This covers transformers' bars (they look tqdm.auto up on each call) and blipnb's own (rebound here).
+    """Progress bars as plain text on stdout from now on, in this kernel (see blipnb.progress): blipnb's own, which
+    read BLIPNB_HEADLESS (set here) when made, and transformers' (loading and saving models), through its tqdm hook.
     """
-    import tqdm.auto
-    import tqdm.autonotebook
-    from tqdm.asyncio import tqdm_asyncio
+    from transformers.utils import logging as hf_logging
 
-    if getattr(tqdm.auto.tqdm, "_blipnb_plain", False):
-        return
+    os.environ[HEADLESS] = "1"
+    hf_logging.set_tqdm_hook(_transformers_bar)
 
-    class PlainTqdm(tqdm_asyncio):
-        _blipnb_plain = True
 
-        def __init__(self, *args, **kwargs):
-            if kwargs.get("file") is None:
-                kwargs["file"] = sys.stdout  # stderr shows as a red block in Jupyter
-            kwargs.setdefault("mininterval", PROGRESS_REFRESH_S)
-            kwargs.setdefault("delay", PROGRESS_REFRESH_S)  # no "0%" frame: a quick bar shows only its end
-            super().__init__(*args, **kwargs)
+def _transformers_bar(factory, args, kwargs):
+    """transformers' tqdm hook: its bars as blipnb's are, unless it disabled them (factory is then its empty bar)."""
+    from transformers.utils import logging as hf_logging
 
-        def close(self):
-            self.delay = 0  # print the final state, also of a bar that ended before its first frame
-            super().close()
-
-    widget_bars = {tqdm.auto.tqdm, tqdm.autonotebook.tqdm}
-    for name, module in list(sys.modules.items()):
-        if name in ("tqdm.auto", "tqdm.autonotebook") or name.startswith("blipnb."):
-            if getattr(module, "tqdm", None) in widget_bars:
-                module.tqdm = PlainTqdm
+    return progress_bar(*args, **kwargs) if hf_logging.is_progress_bar_enabled() else factory(*args, **kwargs)
 
 
 def config_from_namespace(namespace: dict, base: Config | None = None) -> Config:

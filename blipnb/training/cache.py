@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..model.collate import CaptionPairs
+from ..progress import progress_bar
 from ..schema import undecoded
 from ..runtime.images import to_rgb
 from .distributed import is_main_process, launched, main_process_first
@@ -87,7 +87,7 @@ def build_pixel_cache(images: Sequence, names: Sequence[str], key: dict, cache_d
     shape = (len(images), key["height"], key["width"], 3)
     np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape).flush()
     chunks = [(s, min(s + CHUNK, len(images))) for s in range(0, len(images), CHUNK)]
-    bar = tqdm(total=len(images), desc=f"pixel cache {key['split']}", disable=not progress, unit="img")
+    bar = progress_bar(total=len(images), desc=f"pixel cache {key['split']}", disable=not progress, unit="img")
     if workers > 0 and len(chunks) > 1:
         args = (images, names, key, tmp)
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=args) as pool:
@@ -182,7 +182,7 @@ def compute_embeddings(model, image_processor, images: Sequence, names: Sequence
     vision = model.vision_model
     store = None
     with eval_mode(vision):
-        for start in tqdm(range(0, len(images), batch_size), desc="image embeddings", disable=not progress):
+        for start in progress_bar(range(0, len(images), batch_size), desc="image embeddings", disable=not progress):
             end = min(start + batch_size, len(images))
             if pixels is not None:
                 u8 = torch.from_numpy(np.array(pixels.array[start:end])).to(device)

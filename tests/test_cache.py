@@ -139,7 +139,7 @@ def test_trainer_runs_on_pixel_cache_and_on_cached_embeddings(tmp_path):
     assert isinstance(trainer.train_dataset, cache.CachedCaptionPairs)
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["pixel_uint8"].dtype == torch.uint8 and "pixel_values" not in batch
-    on_device = trainer._prepare_inputs(dict(batch))
+    on_device = trainer.with_pixel_values(trainer._prepare_inputs(dict(batch)))
     assert on_device["pixel_values"].shape == (len(batch["pixel_uint8"]), 3, 32, 32)
     assert trainer.train().global_step == 2
 

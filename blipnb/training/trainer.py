@@ -96,35 +96,32 @@ class CaptionTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.caption_eval = caption_eval  # (validation split, GenerationConfig, max images)
 
-    def _prepare_inputs(self, inputs):
-        inputs = super()._prepare_inputs(inputs)
-        if "pixel_uint8" in inputs:  # the uint8 pixel cache: a 4x smaller copy, then normalised on the device
-            from .cache import normalize_pixels
+    def with_pixel_values(self, inputs: dict) -> dict:
+        """A batch on the device with `pixel_values`: the uint8 pixel cache (a 4x smaller copy) normalised there."""
+        if "pixel_uint8" not in inputs:
+            return inputs
+        from .cache import normalize_pixels
 
-            ip = self.processing_class.image_processor
-            inputs["pixel_values"] = normalize_pixels(inputs.pop("pixel_uint8"), ip)
+        inputs = dict(inputs)
+        inputs["pixel_values"] = normalize_pixels(inputs.pop("pixel_uint8"), self.processing_class.image_processor)
         return inputs
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not all_finite(loss):  # every rank agrees, so all stop together
-            raise diverged("loss", loss, self.state.global_step + 1, self.args, self._last_checkpoint())
+            raise diverged("loss", loss, self.state.global_step + 1, self.args, last_checkpoint(self.args))
         return loss
 
+    # Private hook: each step's gradient norm reaches no public one (callbacks see it only at logging steps).
     def _get_grad_norm(self, model, grad_norm=None):
         grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
         # Under fp16 an infinite norm is the loss scaler's business: it skips the step and lowers its scale.
         if grad_norm is not None and not self.args.fp16 and not is_finite_number(grad_norm):
             raise diverged("gradient norm", grad_norm, self.state.global_step + 1, self.args,
-                           self._last_checkpoint())
+                           last_checkpoint(self.args))
         return grad_norm
 
-    def _last_checkpoint(self) -> str | None:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        out = Path(self.args.output_dir)
-        return get_last_checkpoint(str(out)) if out.is_dir() else None
-
+    # Private hook: the Trainer reports what loading a checkpoint left out only here, with no public one.
     def _issue_warnings_after_load(self, load_result):
         # A checkpoint stores a tied tensor once, so reloading the best one reports the LM head's weight and bias
         # (tied to the word embeddings) as "missing keys" although they share the loaded tensors. Only those
@@ -136,6 +133,7 @@ class CaptionTrainer(Trainer):
         super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = self.with_pixel_values(inputs)
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
             # Through DDP's forward, so it syncs the gradients; each rank's mean weighted by its tokens
             loss = forward_inside_ddp(model, forward_loss, inputs) * token_share(inputs["labels"])
@@ -144,7 +142,7 @@ class CaptionTrainer(Trainer):
         return (loss, None) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
+        inputs = self.with_pixel_values(self._prepare_inputs(inputs))
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = forward_loss(model, inputs)
         return loss.detach(), None, None
@@ -160,6 +158,14 @@ class CaptionTrainer(Trainer):
             output.metrics[f"{metric_key_prefix}_bleu4"] = scores[BLEU[3]]
             output.metrics[f"{metric_key_prefix}_cider_bleu4"] = scores[CIDER] + scores[BLEU[3]]
         return output
+
+
+def last_checkpoint(args: TrainingArguments) -> str | None:
+    """The newest checkpoint folder in args.output_dir, or None: what a diverged run can resume from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(args.output_dir)
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
 
 
 def build_trainer(cfg: Config, model, processor, ds, callbacks=()) -> CaptionTrainer:

@@ -42,7 +42,8 @@ test: venv
 	  $(NBVAL_DIR)/notebooks tests; rc=$$?; [ $$rc -eq 5 ] && echo "make test: no tests were collected" >&2; \
 	  [ $$rc -eq 0 ] || exit 1
 
-# After changing a default or a help text in blipnb/config.py: rewrite the notebooks' parameters cells.
+# After changing a default or a help text in blipnb/config/ or blipnb/runtime/decoding.py, or a notebook's CELLS
+# in blipnb/notebook/params.py: rewrite the notebooks' parameters cells.
 params: venv
 	$(PY) -m blipnb.notebook.params notebooks
 

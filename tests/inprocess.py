@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from blipnb.cli import NOTEBOOKS
+from blipnb.notebook.params import ACCEPTED, NOTEBOOKS
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SMOKE = yaml.safe_load((NB_DIR / "params" / "smoke.yaml").read_text())
@@ -33,9 +33,9 @@ def run_notebook(name: str, parameters: dict) -> dict:
     """Execute notebook `name`'s code cells in a fresh namespace; returns the namespace."""
     namespace: dict = {"__name__": "__main__"}
     for index, source, is_parameters in code_cells(name):
-        if is_parameters:  # papermill: only the names this notebook declares are injected
+        if is_parameters:  # as blipnb run-all does: the parameters this notebook takes, injected after its cell
             exec(compile(source, f"{name}[{index}]", "exec"), namespace)
-            source = "\n".join(f"{k} = {v!r}" for k, v in parameters.items() if k in namespace)
+            source = "\n".join(f"{k} = {v!r}" for k, v in parameters.items() if k in ACCEPTED[name])
         try:
             exec(compile(source, f"{name}[{index}]", "exec"), namespace)
         except Exception as e:

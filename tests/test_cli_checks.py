@@ -9,7 +9,7 @@ import pytest
 from fixtures import write_image
 from helpers import tiny_config
 
-from blipnb import cli, runs
+from blipnb import cli, runs, suite
 from blipnb.errors import offline_hint
 from blipnb.presets import coerce, read_params
 
@@ -52,7 +52,7 @@ def test_preset_files_are_typed_the_same_way(tmp_path):
     (None, ["-p", "batch_size", "abc"], "'batch_size' (-p batch_size) must be a number, got 'abc'"),
     (None, ["-p", "eval_strategy", "sometimes"], "'eval_strategy' must be one of"),
     (None, ["-p", "lerning_rate", "1e-4"], "'lerning_rate' (did you mean 'learning_rate'?)"),
-    (None, ["-p", "early_stopping", "false"], "not parameters of any notebook"),
+    (None, ["-p", "early_stopping", "false"], "'early_stopping' does not apply here: it steers beam search"),
     ("epochs: 2\nlearning_rate: [1\nseed: 3\n", [], "line 3, column 5: not valid YAML"),
     ("epochs: 2\nbatch_sise: 4\n", [], "'batch_sise' (did you mean 'batch_size'?)"),
     ("- epochs\n", [], "must be a mapping of name: value"),
@@ -87,7 +87,7 @@ def test_run_all_with_overwrite_clears_the_old_run_first(tmp_path):
     for name in (runs.DATA_SUMMARY, "figures/near_duplicates.png", "notebooks/03_evaluate.ipynb", "mine.txt"):
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text("old")
-    cfg, _ = cli.check_run_all({**read_params([str(SMOKE)], [("overwrite", "true")]), "run_dir": str(out)}, out,
+    cfg, _ = suite.check_run_all({**read_params([str(SMOKE)], [("overwrite", "true")]), "run_dir": str(out)}, out,
                                NB_DIR)
     assert cfg.overwrite is True and cfg.train.learning_rate == 1e-3
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["mine.txt"]  # 01's stale figure went too
@@ -225,7 +225,7 @@ def test_run_all_kernels_talk_over_private_ipc_sockets(tmp_path, capfd):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, src)
     papermill.execute_notebook(str(src), str(dst), kernel_name="python3", progress_bar=False,
-                               kernel_manager_class=cli.ipc_kernel_manager(sockets))
+                               kernel_manager_class=suite.ipc_kernel_manager(sockets))
     transport, ip = json.loads(nbformat.read(dst, as_version=4).cells[0].outputs[0]["text"])
     assert transport == "ipc" and Path(ip).parent == sockets
     assert "without encryption" not in capfd.readouterr().err

@@ -118,3 +118,50 @@ def test_presets_fail_naming_the_file_and_the_unknown_name(tmp_path):
     with pytest.raises(ParameterError, match="cannot read parameters file"):
         read_params([str(tmp_path / "missing.yaml")])
     assert read_params([], [("epochs", "3"), ("source", "sample")]) == {"epochs": 3, "source": "sample"}
+
+
+@pytest.mark.parametrize("given, words", [
+    ({"hidden_size": 64}, "sizes a model built from scratch"),
+    ({"from_scratch": False, "num_layers": 4}, "'Salesforce/blip-image-captioning-base' brings its own"),
+    ({"lora_r": 8}, "finetune_method is 'full'"),
+    ({"finetune_method": "freeze_vision", "lora_targets": "query"}, "LoRA adapters"),
+    ({"num_beams": 3, "temperature": 0.7}, "neither samples"),
+    ({"num_beams": 1, "length_penalty": 1.2}, "one beam"),
+    ({"consensus_samples": 8, "length_penalty": 1.2}, "draws by consensus"),
+])
+def test_a_parameter_that_does_not_apply_is_refused_saying_why(given, words):
+    with pytest.raises(ParameterError, match=f"parameter '{list(given)[-1]}' does not apply here: .*{words}"):
+        build_config(given)
+
+
+def test_parameters_that_apply_or_keep_their_default_are_accepted():
+    assert build_config({"from_scratch": True, "hidden_size": 64}).model.hidden_size == 64
+    assert build_config({"finetune_method": "lora", "lora_r": 8}).train.lora_r == 8
+    assert build_config({"consensus_samples": 8, "temperature": 0.7}).generation.temperature == 0.7
+    assert build_config({"do_sample": True, "top_p": 0.5}).generation.top_p == 0.5
+    assert build_config({"hidden_size": 128, "lora_r": 16, "temperature": 1.0}).model.hidden_size == 128  # defaults
+
+
+def test_a_parameter_not_shown_in_the_cell_still_reaches_the_config():
+    """-p sets any parameter a notebook takes: papermill injects it after the short cell."""
+    from blipnb.notebook import config_from_namespace
+    from blipnb.notebook.params import cell_parameters, render_cell
+
+    assert "hidden_size" not in cell_parameters("02_finetune")
+    namespace = {}
+    exec(render_cell("02_finetune"), namespace)  # noqa: S102 - our own rendered literals
+    namespace.pop("__builtins__")
+    namespace.update(from_scratch=True, hidden_size=64, num_heads=4)  # what papermill's injected cell assigns
+    cfg = config_from_namespace(namespace)
+    assert (cfg.model.hidden_size, cfg.model.num_heads) == (64, 4)
+
+
+def test_params_command_lists_every_parameter_with_its_help(capsys):
+    from blipnb.cli import main
+    from blipnb.notebook.params import ACCEPTED
+
+    assert main(["params", "02_finetune"]) == 0
+    out = capsys.readouterr().out
+    for name in ACCEPTED["02_finetune"]:
+        assert f" {name} " in out, name
+    assert "* epochs" in out and "  lora_r" in out and "adapter rank" in out  # in the cell or not, with help

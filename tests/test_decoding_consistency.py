@@ -6,7 +6,7 @@ from blipnb.config import GenerationConfig, load_config
 from blipnb.evaluation.report import format_report
 from blipnb.evaluation.run import decoding_differences
 from blipnb.notebook import config_from_namespace
-from blipnb.notebook.params import DECODING, NOTEBOOK_PARAMETERS, RUN_DECODING, render_cell
+from blipnb.notebook.params import ACCEPTED, DECODING, RUN_DECODING, render_cell
 from blipnb.runtime.decoding import NAMED
 from blipnb.schema import METRIC_KEYS, SCALE
 
@@ -33,7 +33,7 @@ def test_finetune_and_evaluate_declare_the_same_decoding():
     """A preset's decoding reaches validation in 02 and test in 03 alike (a decoding parameter missing from 02
     would validate with its default while 03 tests with the preset's value)."""
     for notebook in ("02_finetune", "03_evaluate", "05_inference_demo"):
-        assert set(DECODING) <= set(NOTEBOOK_PARAMETERS[notebook]), notebook
+        assert set(DECODING) <= set(ACCEPTED[notebook]), notebook
     assert "min_new_tokens" in DECODING and "length_counts_prompt" in DECODING
     assert "num_beams = 5" in render_cell("02_finetune")  # 02 holds the real defaults
     assert "num_beams = None" in render_cell("03_evaluate") and "num_beams = None" in render_cell("05_inference_demo")

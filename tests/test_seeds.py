@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from blipnb import cli, runs
+from blipnb import cli, runs, suite
 from blipnb.errors import ParameterError
 from blipnb.evaluation.seeds import (SEEDS_JSON, SEEDS_TABLE, comparison_dir, compare_seeds, parse_seeds,
                                      seed_rows, seed_run_dirs)
@@ -60,7 +60,7 @@ def test_run_all_seeds_runs_each_seed_then_compares(tmp_path, monkeypatch):
         _write_metrics(out, CIDER_BY_SEED[params["seed"]], 0.5)
         return 0
 
-    monkeypatch.setattr(cli, "run_all", fake_run_all)
+    monkeypatch.setattr(suite, "run_all", fake_run_all)
     out = tmp_path / "sample"
     assert cli.main(["run-all", "-p", "epochs", "1", "--out", str(out), "--seeds", "0,1,7"]) == 0
     assert calls == [(s, tmp_path / f"sample-seed{s}") for s in CIDER_BY_SEED]
@@ -76,7 +76,7 @@ def test_run_all_seeds_checks_every_seed_dir_before_training(tmp_path, monkeypat
     from blipnb.config import build_config
 
     ran = []
-    monkeypatch.setattr(cli, "run_all", lambda params, out, *a, **k: ran.append(out) or 0)
+    monkeypatch.setattr(suite, "run_all", lambda params, out, *a, **k: ran.append(out) or 0)
     taken = tmp_path / "sample-seed1"  # seed 1's directory already holds a run of another config
     taken.mkdir()
     runs.write_json(taken / runs.CONFIG, build_config({"run_dir": str(taken), "epochs": 7, "seed": 1}).to_dict())

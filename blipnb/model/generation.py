@@ -11,9 +11,9 @@ from typing import Iterable, Sequence
 
 import datasets
 import torch
-from tqdm.auto import tqdm
 
 from ..config import GenerationConfig
+from ..progress import progress_bar
 from ..runs import check_caption_output
 from ..schema import undecoded
 from ..runtime.captioner import autocast, generate_captions
@@ -41,7 +41,7 @@ def caption_images(model, processor, images: Iterable, gen: GenerationConfig, na
     out: list[str] = []
     bs = gen.gen_batch_size
     with eval_mode(model):
-        for start in tqdm(range(0, len(images), bs), desc=desc, disable=not progress, unit="batch"):
+        for start in progress_bar(range(0, len(images), bs), desc=desc, disable=not progress, unit="batch"):
             chunk_names = names[start:start + bs] if names else None
             out += caption_batch(model, processor, images[start:start + bs], gen, chunk_names)
     return out
@@ -91,7 +91,7 @@ def caption_folder(folder: str | Path, model, processor, gen: GenerationConfig, 
     mine = files[rank::world]
     results = []  # per file: ("caption" | "error", text)
     bs = gen.gen_batch_size
-    for start in tqdm(range(0, len(mine), bs), desc=f"captioning {folder.name}", disable=not progress):
+    for start in progress_bar(range(0, len(mine), bs), desc=f"captioning {folder.name}", disable=not progress):
         batch = mine[start:start + bs]
         good, done = [], {}
         for p in batch:

@@ -27,7 +27,8 @@ import yaml
 from PIL import Image, ImageDraw
 
 from blipnb import runs
-from blipnb.cli import main, notebook_parameters, run_all
+from blipnb.cli import main
+from blipnb.suite import notebook_parameters, run_all
 from blipnb.notebook import HEADLESS
 
 HERE = Path(__file__).resolve().parent

@@ -91,6 +91,12 @@ class RunDir:
         d.mkdir(parents=True, exist_ok=True)
         return d / name
 
+    def save_figure(self, fig, name: str):
+        """Save a matplotlib figure as figures/`name` (PNG, 100 dpi, cropped to its content); returns `fig`, so a
+        notebook cell can save and show it in one line."""
+        fig.savefig(self.figure(name), dpi=100, bbox_inches="tight")
+        return fig
+
     def require(self, name: str, made_by: str, what: str | None = None) -> Path:
         """The path of `name`, or a MissingRunFile (a FileNotFoundError) saying which notebook writes it."""
         p = self.path / name

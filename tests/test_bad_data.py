@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from fixtures import folder_cfg, make_coco_json, make_folder, write_image, write_metadata
+from data_sources import folder_cfg, make_coco_json, make_folder, write_image, write_metadata
 from PIL import Image
 
 from blipnb import runs

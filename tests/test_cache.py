@@ -14,7 +14,7 @@ from blipnb.runtime.images import BadImageError, to_rgb
 from blipnb.model.modeling import load_model, prepare_for_training
 from blipnb.model.tiny import build_tiny_blip
 from blipnb.training import forward_loss
-from fixtures import write_image
+from data_sources import write_image
 from helpers import tiny_config
 
 CAPTIONS = [

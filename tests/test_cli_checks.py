@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from fixtures import write_image
+from data_sources import write_image
 from helpers import tiny_config
 
 from blipnb import cli, runs, suite

@@ -6,7 +6,7 @@ import os
 
 import datasets
 import pytest
-from fixtures import (
+from data_sources import (
     make_caption_rows_parquet,
     make_coco_json,
     make_flickr8k_parquet,

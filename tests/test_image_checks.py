@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from fixtures import make_folder
+from data_sources import make_folder
 
 from blipnb import runs
 from blipnb.config import DataConfig

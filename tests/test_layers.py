@@ -103,3 +103,15 @@ def test_importing_blipnb_changes_no_ipython_state():
             "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
+
+
+def test_the_version_is_written_in_one_place():
+    """pyproject.toml reads blipnb/version.py, so the installed package's metadata says the same."""
+    import tomllib
+    from importlib import metadata
+
+    from blipnb.version import __version__
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert metadata.version("blipnb") == __version__

@@ -5,7 +5,7 @@ import io
 
 import numpy as np
 import pytest
-from fixtures import blob_image, make_folder
+from data_sources import blob_image, make_folder
 from PIL import Image
 
 from blipnb.config import DataConfig

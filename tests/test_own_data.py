@@ -9,7 +9,7 @@ import os
 import shutil
 
 import pytest
-from fixtures import (
+from data_sources import (
     make_caption_rows_parquet,
     make_coco_json,
     make_flickr8k_parquet,
@@ -102,7 +102,7 @@ def test_own_data_runs_every_notebook_and_each_wrote_what_the_next_reads(own_run
 
 def test_one_caption_folder_reads_as_a_user_wrote_it(tmp_path):
     """The CSV of the README's "Your own folder", comma inside a quoted caption included."""
-    from fixtures import folder_cfg
+    from data_sources import folder_cfg
 
     from blipnb.data import load_captions
     ds = load_captions(folder_cfg(make_one_caption_folder(tmp_path)))

@@ -10,7 +10,7 @@ from blipnb.config import ModelConfig
 from blipnb.model.modeling import load_model
 from blipnb.model.tiny import build_tiny_blip
 from blipnb.training import forward_loss
-from fixtures import png_bytes
+from data_sources import png_bytes
 
 # Uneven caption counts and lengths, so padding and image_index both matter.
 CAPTIONS = [["a red circle", "one red round thing on the left", "red circle"],

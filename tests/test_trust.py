@@ -3,7 +3,7 @@ import random
 
 import pytest
 from datasets import load_dataset
-from fixtures import make_caption_rows_parquet
+from data_sources import make_caption_rows_parquet
 
 from blipnb.data import check_disjoint
 from blipnb.data.flickr8k import image_keys

@@ -10,7 +10,7 @@ import re
 import warnings
 from pathlib import Path
 
-from ..config import PARAMETERS, Config, GenerationConfig, build_config
+from ..config import PARAMETERS, Config, GenerationConfig, build_config, default_of
 from ..errors import USER_ERRORS
 from ..progress import HEADLESS, progress_bar
 
@@ -81,6 +81,16 @@ def _transformers_bar(factory, args, kwargs):
     from transformers.utils import logging as hf_logging
 
     return progress_bar(*args, **kwargs) if hf_logging.is_progress_bar_enabled() else factory(*args, **kwargs)
+
+
+def config_from_run(namespace: dict) -> Config:
+    """03-05's config: the run's stored one (config.json: what 02 trained and validated with) with the notebook's
+    parameters on top (config_from_namespace); a MissingRunFile saying to run 02 first when the run has none."""
+    from .. import runs
+    from ..config import load_config
+
+    run = runs.RunDir(namespace.get("run_dir", default_of("run_dir")))
+    return config_from_namespace(namespace, base=load_config(run.require(runs.CONFIG, "02_finetune")))
 
 
 def config_from_namespace(namespace: dict, base: Config | None = None) -> Config:

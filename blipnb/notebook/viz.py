@@ -2,7 +2,7 @@
 
 Over 300 lines on purpose: one module for all figures keeps their look (colours, scales, wrapping) consistent.
 Figures render inline in Jupyter as the last expression of a cell once blipnb.notebook.setup() has run; save
-them with `fig.savefig(run.figure("name.png"))`.
+them with `run.save_figure(fig, "name.png")`.
 """
 from __future__ import annotations
 

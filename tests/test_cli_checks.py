@@ -183,13 +183,13 @@ def test_caption_lists_unreadable_files_beside_the_output(tmp_path, capsys):
 def test_readme_troubleshooting_covers_the_usual_failures_and_names_real_parameters():
     from blipnb.config import PARAMETERS
 
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    readme = "".join(p.read_text() for p in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))))
+    section = (ROOT / "docs" / "troubleshooting.md").read_text()
     for topic in ("Java", "METEOR", "PTB", "SPICE", "CUDA", "HF_HOME", "batch_size", "gradient_checkpointing",
                   "max_image_pixels", "on_bad_data skip", "skipped.jsonl", "overwrite true"):
         assert topic in section, topic
     named = set(re.findall(r"-p (\w+)", readme))
-    assert named and named <= PARAMETERS, named - PARAMETERS  # every `-p name` in the README exists
+    assert named and named <= PARAMETERS, named - PARAMETERS  # every `-p name` in the README and docs/ exists
 
 
 def test_caption_decodes_as_the_run_did_unless_told_otherwise(tmp_path):

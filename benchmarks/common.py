@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-SEQ_LEN = 24  # caption tokens per pair, as the FLOP estimate assumes
+SEQ_LEN = 24  # caption tokens per pair: a full-length caption, for the FLOP and MFU figures
 
 
 def parser(description: str) -> argparse.ArgumentParser:

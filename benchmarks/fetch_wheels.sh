@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the development machine: download the wheels benchmarks/run_gpu.sh needs on the GPU machine into .whl/
-# (git-ignored; the device tool carries it with carry=[".whl"]). The GPU image (Python 3.12) has torch, numpy,
+# (git-ignored; copy it to the GPU machine beside the checkout). The GPU image (Python 3.12) has torch, numpy,
 # pillow, tqdm, accelerate, tokenizers and huggingface-hub, but transformers 5.17: blipnb is developed and its
 # SDPA patch tested on the version in .venv, so that one travels. `datasets` is not needed by the benchmarks.
 set -euo pipefail

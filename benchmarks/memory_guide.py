@@ -1,4 +1,4 @@
-"""The README's memory guide, computed: which training settings fit BLIP base and large on 8, 16, 24 and 80 GB.
+"""The memory guide (docs/results.md), computed: which training settings fit BLIP base and large on 8, 16, 24 and 80 GB.
 
 Computed, not measured on a GPU:
 - static memory from parameter counts: fp32 weights (the Trainer keeps fp32 master weights under bf16/fp16

@@ -2,7 +2,7 @@
 # All three benchmarks on one CUDA GPU, in under 5 minutes, from the repo root:
 #   bash benchmarks/run_gpu.sh
 # Writes benchmarks/results/{train,generate,data}_throughput_<device>_<UTC time>.json and run_gpu_<...>.log, and
-# copies them into $OUT when $OUT is set (the device tool returns only what is under $OUT).
+# copies them into $OUT when $OUT is set (for a remote machine that returns only that folder).
 # Wheels under .whl/ (git-ignored; benchmarks/fetch_wheels.sh fills it) are installed into /tmp/site first: the GPU
 # image has torch but an older transformers. blipnb is imported from this checkout (it need not be installed).
 set -uo pipefail

@@ -206,7 +206,7 @@ def main() -> None:
     model_name = "tiny BLIP" if args.tiny else "BLIP base (BlipConfig(), random init)"
     results = Results("train_throughput", args, device, model=model_name, seq_len=SEQ_LEN, peak=peak)
     check_steps = args.precision_check_steps if args.precision_check_steps is not None else (10 if gpu else 2)
-    if check_steps > 0:  # first: short, and the issue asks for it whatever the budget
+    if check_steps > 0:  # first: short, and wanted whatever the budget
         results.data["precision_check"] = precision_check(config, device, check_steps)
         results.save()
     specs = GPU_CONFIGS if gpu else CPU_CONFIGS

@@ -1,4 +1,4 @@
-"""Bad data (issue 11, items 1-4): every problem in one pass, on_bad_data, images that were silently corrupted,
+"""Bad data: every problem in one pass, on_bad_data, images that were silently corrupted,
 and metadata files that ended in tracebacks. Every fixture is generated here."""
 from __future__ import annotations
 

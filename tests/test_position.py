@@ -1,6 +1,6 @@
 """The tiny BLIP sees where things are: swapping an image's left and right halves swaps the caption's left/right.
 
-Regression test for issue 12: position embeddings initialised 50x below the patch embeddings left the sample model
+A regression test: position embeddings initialised 50x below the patch embeddings left the sample model
 position-blind (blipnb.model.tiny says why); captions were byte-identical for 189 of 200 swapped test images.
 """
 import json

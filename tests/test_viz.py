@@ -190,7 +190,7 @@ def test_one_axis_sweep_is_a_single_row():
 
 
 def test_figures_read_at_the_size_shown():
-    """Issue 13's defects: a legend over the bars, a title naming a metric not shown, a win share running into the
+    """Defects it guards against: a legend over the bars, a title naming a metric not shown, a win share running into the
     border, a loss panel squashed by the first steps, half-word ticks on a word-count axis."""
     from matplotlib.ticker import MaxNLocator
 

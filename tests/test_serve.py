@@ -103,6 +103,7 @@ def post_json(url, image: bytes, parameters=None) -> tuple[int, object]:
 
 def test_good_json_and_raw_image_requests(server):
     from blipnb.runtime.captioner import Captioner
+    from blipnb.runtime.decoding import NAMED
     from blipnb.runtime.hosts import decode_image, request_decoding
 
     url, image = server["url"], jpeg((200, 30, 30))
@@ -115,6 +116,11 @@ def test_good_json_and_raw_image_requests(server):
     beam = local.caption([decode_image(image)], [asked])[0]
     assert post(url, image, "image/jpeg", "num_beams=3&max_new_tokens=4") == (200, [{"generated_text": beam}])
     assert post_json(url, image, {"num_beams": 3, "max_new_tokens": 4}) == (200, [{"generated_text": beam}])
+    # The BLIP paper's decoding with num_beams 5 on top: five beams, the paper's lengths.
+    five = request_decoding(local.decoding, {**NAMED["blip_paper"], "num_beams": 5})
+    assert (five.num_beams, five.max_new_tokens, five.length_counts_prompt) == (5, 20, True)
+    expected = local.caption([decode_image(image)], [five])[0]
+    assert post_json(url, image, {**NAMED["blip_paper"], "num_beams": 5}) == (200, [{"generated_text": expected}])
 
 
 B64 = base64.b64encode(jpeg((5, 5, 5))).decode()

@@ -36,3 +36,23 @@ def trained(tmp_path_factory):
     model, processor = start_model(cfg, ds)
     results = train_model(cfg, model, processor, ds)
     return cfg, ds, model, processor, results
+
+
+@pytest.fixture(scope="session")
+def meteor():
+    """One METEOR JVM for the tests that score with Java several times (each start costs ~10 s of a core)."""
+    from blipnb.scoring.meteor import MeteorScorer
+
+    with MeteorScorer() as scorer:
+        yield scorer
+
+
+@pytest.fixture
+def no_java(monkeypatch):
+    """PATH without java: the PTB tokenizer's Python fallback, METEOR and SPICE unavailable with their reason. For
+    tests whose point is not Java's own scores."""
+    import os
+    import shutil
+
+    monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                               if not shutil.which("java", path=p)))

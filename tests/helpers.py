@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from blipnb.config import build_config
+from blipnb.config.training import FROM_SCRATCH
 
 # Seconds-long settings; scores from these mean nothing, only that the code paths run and connect.
 TINY = dict(source="sample", sample_train=48, sample_validation=12, sample_test=12, sample_max_shapes=1,
@@ -21,4 +22,7 @@ LEARN = dict(sample_train=150, sample_validation=24, sample_test=24, hidden_size
 
 def tiny_config(run_dir, **overrides):
     """A Config for a seconds-long run in `run_dir`."""
-    return build_config({**TINY, "run_dir": str(run_dir), **overrides})
+    params = {**TINY, "run_dir": str(run_dir), **overrides}
+    if not params["from_scratch"]:  # a model loaded from a folder brings its own sizes: TINY's would be refused
+        params = {k: v for k, v in params.items() if k not in FROM_SCRATCH or k in overrides}
+    return build_config(params)

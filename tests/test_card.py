@@ -13,21 +13,21 @@ REFS = {f"im{i}": [f"a red circle in the top left number {i}", f"one red circle 
                    "a red circle"] for i in range(12)}
 
 
-def fake_metrics(cfg):
-    good = score_captions({k: v[0] for k, v in REFS.items()}, REFS, do_spice=False)
-    bad = score_captions({k: "a blue square" for k in REFS}, REFS, do_spice=False)
+def fake_metrics(cfg, meteor=None):
+    good = score_captions({k: v[0] for k, v in REFS.items()}, REFS, do_spice=False, meteor=meteor)
+    bad = score_captions({k: "a blue square" for k in REFS}, REFS, do_spice=False, meteor=meteor)
     return {"blipnb_version": "test", "split": "test", "source": "sample", "n_images": len(REFS),
             "split_hash": "abc123", "models": {FINETUNED: "model", BASELINE: "base_model"},
             "decoding": {"num_beams": 3, "max_new_tokens": 20, "prompt": ""},
-            "results": {FINETUNED: summarise(good, cfg), BASELINE: summarise(bad, cfg)},
-            "comparison": paired_comparison(good, bad, n_boot=100)}
+            "results": {FINETUNED: summarise(good, cfg, meteor=meteor), BASELINE: summarise(bad, cfg, meteor=meteor)},
+            "comparison": paired_comparison(good, bad, n_boot=100, meteor=meteor)}
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory):
-    """Scored once: METEOR starts Java each time."""
+def scored(tmp_path_factory, meteor):
+    """Scored once, with the session's METEOR JVM."""
     cfg = tiny_config(tmp_path_factory.mktemp("run"), n_bootstrap=100)
-    return cfg, fake_metrics(cfg)
+    return cfg, fake_metrics(cfg, meteor)
 
 
 def test_card_has_the_metrics_cis_baseline_and_limitations(scored):

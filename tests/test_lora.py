@@ -29,7 +29,7 @@ def base(tmp_path_factory):
     ds = load_captions(cfg.data)
     start_model(cfg, ds)
     base_dir = runs.RunDir(cfg.run_dir) / runs.BASE_MODEL_DIR
-    return base_dir, ds, dict(num_layers=LAYERS, from_scratch=False, model_id=str(base_dir))
+    return base_dir, ds, dict(from_scratch=False, model_id=str(base_dir))  # the folder brings its own sizes
 
 
 def lora_cfg(tmp_path, base, **overrides):

@@ -5,9 +5,6 @@ folder, a JSONL folder mixing caption counts, formats and modes, a COCO captions
 local fixtures of their schema (images stored as bytes, not files). Their splits are small on purpose: 1 to 3
 validation and test images, where a bootstrap or a gallery has little to work with.
 """
-import os
-import shutil
-
 import pytest
 from data_sources import (
     make_caption_rows_parquet,
@@ -50,18 +47,14 @@ def coco_karpathy(root):
 
 
 SOURCES = [one_caption_csv, mixed_jsonl, coco_json, flickr8k_hub, flickr8k_rows_hub, coco_karpathy]
-# Java's tokenizer and METEOR run for the one-caption folder; the others score without Java (its fallbacks, which say so)
-# to keep the suite within budget: the notebooks' cells are the same either way.
-WITH_JAVA = {"one_caption_csv"}
 
 
 @pytest.fixture(params=SOURCES, ids=lambda f: f.__name__)
-def own_run(request, tmp_path, monkeypatch):
-    """(source kind, its run directory, the split sizes and captions per test image) after 01 -> 05."""
+def own_run(request, tmp_path, no_java):
+    """(source kind, its run directory, the split sizes and captions per test image) after 01 -> 05. Scored without
+    Java (its fallbacks, which say so), within the test budget: the notebooks' cells are the same either way, and
+    the notebooks run with Java under nbval."""
     kind = request.param.__name__
-    if kind not in WITH_JAVA:
-        monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
-                                                   if not (shutil.which("java", path=p))))
     data = request.param(tmp_path / "data")
     namespaces = run_suite(tmp_path / "run", **data)
     ds = namespaces["03_evaluate"]["ds"]

@@ -106,7 +106,7 @@ def test_the_lists_of_outputs_and_exemptions_stay_true():
     figures = {}
     for nb in sorted(NB_DIR.glob("0*.ipynb")):
         source = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"])
-        figures[nb.stem] = set(re.findall(r'run\.figure\("([^"]+)"\)', source))
+        figures[nb.stem] = set(re.findall(r'run\.save_figure\(fig, "([^"]+)"\)', source))
     assert figures["01_data_exploration"] == set(runs.DATA_FIGURES)
     assert not set(runs.DATA_FIGURES) & set().union(*(f for n, f in figures.items() if not n.startswith("01")))
 

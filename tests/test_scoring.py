@@ -44,11 +44,11 @@ REFERENCES = {
 
 
 @pytest.fixture(scope="module")
-def scored():
-    """One real scoring run (Java PTB + METEOR), shared: the JVM start dominates the test time."""
+def scored(meteor):
+    """One real scoring run (Java PTB + METEOR) on the session's JVM, shared: a JVM start dominates the time."""
     if shutil.which("java") is None:
         pytest.skip("needs Java")
-    return score_captions(PREDICTIONS, REFERENCES, do_spice=False)
+    return score_captions(PREDICTIONS, REFERENCES, do_spice=False, meteor=meteor)
 
 
 @pytest.fixture(scope="module")

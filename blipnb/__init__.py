@@ -21,6 +21,7 @@ _PUBLIC = {  # name -> the module that defines it
     "load_models": "blipnb.evaluation",  # those models, ready to caption
     "evaluate_run": "blipnb.evaluation",  # score them on the test split, with CIs and the human ceiling
     "format_report": "blipnb.evaluation",  # the table notebook 03 prints
+    "compare_runs": "blipnb.evaluation",  # several evaluated runs on the same test images, paired
 }
 
 __all__ = ["__version__", *_PUBLIC]

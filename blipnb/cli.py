@@ -1,4 +1,5 @@
-"""The `blipnb` command: run the notebook suite headless with papermill, train, or caption a folder."""
+"""The `blipnb` command: run the notebook suite headless with papermill, train, caption a folder, or compare
+evaluated runs."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import runs
-from .config import GenerationConfig
+from .config import EvalConfig, GenerationConfig
 from .errors import USER_ERRORS, MissingExtra, ModelUnavailable, ParameterError, require
 from .notebook.params import NOTEBOOKS
 from .presets import add_parameter_arguments, read_params
@@ -85,8 +86,22 @@ def check_model_argument(model: str) -> None:
         raise ParameterError(f"--model {model!r}: no such folder (run 02_finetune, or `blipnb train`, to make one)")
 
 
+def compare(args) -> int:
+    """Score several runs on the same test images and write comparison.json, comparison.md and comparison.png."""
+    from .evaluation.compare import compare_runs
+    from .notebook.viz import plot_run_comparison
+
+    out = Path(args.out)
+    comparison = compare_runs(args.runs, out, n_boot=args.n_bootstrap, seed=args.seed)
+    plot_run_comparison(comparison).savefig(out / runs.COMPARISON_FIGURE, dpi=120, bbox_inches="tight")
+    print((out / runs.COMPARISON_REPORT).read_text())
+    for name in (runs.COMPARISON_REPORT, runs.COMPARISON, runs.COMPARISON_FIGURE):
+        print(f"  {out / name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The `blipnb` command line: run-all, train and caption."""
+    """The `blipnb` command line: run-all, train, params, caption and compare."""
     parser = argparse.ArgumentParser(prog="blipnb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     ra = sub.add_parser("run-all", help="execute notebooks 01-05 headless for one run directory")
@@ -113,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--max-new-tokens", type=int, help=f"{run} {defaults.max_new_tokens}")
     cp.add_argument("--prompt", help=f"{run} {defaults.prompt!r}")
     cp.add_argument("--consensus-samples", type=int, help=f"{run} {defaults.consensus_samples} (0: off)")
+    co = sub.add_parser("compare", help="score two or more evaluated runs on the same test images, with paired "
+                                        "intervals and P(A beats B) for every pair")
+    co.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories that 03_evaluate has scored")
+    co.add_argument("--out", required=True, help="folder for comparison.json, comparison.md and comparison.png")
+    scoring = EvalConfig()
+    co.add_argument("--n-bootstrap", type=int, help=f"bootstrap resamples of images (default {scoring.n_bootstrap})")
+    co.add_argument("--seed", type=int, help=f"seed of the resampling (default {scoring.bootstrap_seed})")
     # Listed for --help only: main() hands `blipnb serve ...` to blipnb.serve, whose options need torch to build.
     sub.add_parser("serve", help="caption images over HTTP with dynamic batching: blipnb serve MODEL_DIR --port P "
                                  "(see blipnb serve --help)")
@@ -145,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "caption":
             return caption(args)
+        if args.command == "compare":
+            return compare(args)
         params = read_params(args.parameters_file, args.parameter)
     except USER_ERRORS as e:
         raise SystemExit(f"blipnb {args.command}: {e}") from None

@@ -52,9 +52,14 @@ class MissingRunFile(FileNotFoundError):
     """A file a notebook needs is not in the run directory; the message says which notebook writes it."""
 
 
+class RunsNotComparable(ValueError):
+    """Runs that `blipnb compare` cannot pair: scored on other images or references, or with unreadable files; the
+    message names the runs."""
+
+
 # Shown in notebooks as one line instead of a traceback (see blipnb.notebook.setup).
 USER_ERRORS = (ParameterError, DecodingError, DataSourceUnavailable, ModelUnavailable, BadImageError, BadDataError,
-               MissingRunFile)
+               MissingRunFile, RunsNotComparable)
 
 
 class MissingExtra(ImportError):

@@ -37,6 +37,10 @@ HANDLER = "handler.py"  # Hugging Face Inference Endpoints' custom handler
 SAGEMAKER_ENTRY = "code/inference.py"  # SageMaker inference toolkits' model_fn / input_fn / predict_fn / output_fn
 REQUIREMENTS = "requirements.txt"  # what they import; Inference Endpoints reads it at the root, SageMaker in code/
 CAPTION_SUFFIXES = (".csv", ".jsonl")  # the file types a folder is captioned into
+# What `blipnb compare` writes into its --out folder (several runs side by side; not a run directory of its own)
+COMPARISON = "comparison.json"  # each run's scores and CIs, every pair's paired differences, the human ceiling
+COMPARISON_REPORT = "comparison.md"  # the same as Markdown tables
+COMPARISON_FIGURE = "comparison.png"  # each run's scores with CIs, and the paired differences
 
 # What the notebooks write into a run directory: `overwrite` removes these and nothing else. Figures and executed
 # notebooks go file by file (*.png, *.ipynb), so a user's own files stay; so do the pixel cache and the image

@@ -15,14 +15,14 @@ def report_rows(metrics: dict) -> list[dict]:
         row = {"metric": key}
         for name, r in results.items():
             ci = r.get("ci", {}).get(key) or {}
-            row[name] = _with_ci(key, r["metrics"].get(key), ci.get("low"), ci.get("high"))
+            row[name] = format_ci(key, r["metrics"].get(key), ci.get("low"), ci.get("high"))
         if key in comparison:
             c = comparison[key]
-            row["difference"] = _with_ci(key, c.get("diff"), c.get("low"), c.get("high"))
+            row["difference"] = format_ci(key, c.get("diff"), c.get("low"), c.get("high"))
             row["P(fine-tuned wins)"] = "n/a" if c.get("p_a_wins") is None else f"{c['p_a_wins']:.3f}"
         if ceiling:
             ci = ceiling.get("ci", {}).get(key) or {}
-            row[CEILING_LABEL] = _with_ci(key, ceiling["metrics"].get(key), ci.get("low"), ci.get("high"))
+            row[CEILING_LABEL] = format_ci(key, ceiling["metrics"].get(key), ci.get("low"), ci.get("high"))
         rows.append(row)
     both = {**results, CEILING_LABEL: ceiling} if ceiling else results
     rows.append({"metric": "n images"} | {n: str(r["n_images"]) for n, r in both.items()})
@@ -103,7 +103,8 @@ def format_value(key: str, value) -> str:
     return f"{value:.2f}" if key == SACREBLEU else f"{value:.4f}"
 
 
-def _with_ci(key: str, value, low, high) -> str:
+def format_ci(key: str, value, low, high) -> str:
+    """A metric and its interval as reports show it: '0.3120 [0.2950, 0.3290]', or the value alone without one."""
     if value is None or low is None or high is None:
         return format_value(key, value)
     return f"{format_value(key, value)} [{format_value(key, low)}, {format_value(key, high)}]"

@@ -13,16 +13,19 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import MaxNLocator
 
 from .analysis import STOP_WORDS, words
 from ..schema import CAPTIONS, IMAGE, IMAGE_ID, undecoded
-from ..schema import BLEU, CIDER, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SPICE
+from ..schema import BLEU, CIDER, HUMAN_CEILING, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SPICE
 
 MODEL_COLOURS = {"fine-tuned": "tab:blue", "baseline": "tab:gray"}
 SPLIT_COLOURS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
+PAIR_COLOURS = colormaps["Dark2"]  # blipnb compare's pairs, apart from the runs' default colours
+PAIR_MARKERS = ("o", "s", "D", "^", "v", "P")
 # Metrics grouped by scale, each group on its own axis; the axis title names only the metrics it shows.
 SCALES = (("0-1", (*BLEU, METEOR, ROUGE_L, SPICE)), ("0-10", (CIDER,)), ("0-100", (SACREBLEU,)))
 
@@ -100,17 +103,8 @@ def plot_metric_comparison(metrics: dict) -> Figure:
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     axes = fig.subplots(1, max(1, len(groups)), width_ratios=[max(2, len(ks)) for _, ks in groups] or None,
                         squeeze=False)[0]
-    width = 0.8 / max(1, len(models))
     for ax, (label, ks) in zip(axes, groups):
-        for m, name in enumerate(models):
-            r = metrics["results"][name]
-            xs = [i + (m - (len(models) - 1) / 2) * width for i, k in enumerate(ks) if r["metrics"].get(k) is not None]
-            present = [k for k in ks if r["metrics"].get(k) is not None]
-            heights = [r["metrics"][k] for k in present]
-            err = np.array([[_err(h, r.get("ci", {}).get(k, {}), side) for h, k in zip(heights, present)]
-                            for side in ("low", "high")])
-            ax.bar(xs, heights, width, yerr=err, capsize=3, label=name, color=MODEL_COLOURS.get(name))
-        ax.set_xticks(range(len(ks)), [k.replace("_", "-") for k in ks])
+        _bars(ax, ks, metrics["results"])
         ax.set(title=_scale_title(label, ks), ylabel="score")
     if groups:  # above the panels: inside one, it covers the tallest bar and its whisker
         fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncols=len(models),
@@ -121,6 +115,20 @@ def plot_metric_comparison(metrics: dict) -> Figure:
         fig.text(0.01, -0.02, _wrap("Not shown: " + "; ".join(f"{k} ({why})" for k, why in reasons.items()), 160),
                  fontsize=8, va="top", color="0.3")
     return fig
+
+
+def _bars(ax, keys: list[str], results: dict, styles: dict | None = None) -> None:
+    """One bar per metric and result (grouped by metric) with its 95% CI whiskers; a null metric has no bar."""
+    width = 0.8 / max(1, len(results))
+    for m, (name, r) in enumerate(results.items()):
+        present = [k for k in keys if r["metrics"].get(k) is not None]
+        xs = [keys.index(k) + (m - (len(results) - 1) / 2) * width for k in present]
+        heights = [r["metrics"][k] for k in present]
+        err = np.array([[_err(h, r.get("ci", {}).get(k, {}), side) for h, k in zip(heights, present)]
+                        for side in ("low", "high")]).reshape(2, len(present))
+        style = (styles or {}).get(name) or {"color": MODEL_COLOURS.get(name)}
+        ax.bar(xs, heights, width, yerr=err, capsize=3, label=name, **style)
+    ax.set_xticks(range(len(keys)), [k.replace("_", "-") for k in keys])
 
 
 def _err(value: float, ci: dict, side: str) -> float:
@@ -153,6 +161,53 @@ def plot_paired_differences(comparison: dict, a: str = "fine-tuned", b: str = "b
     if missing:
         note += " Not shown (null): " + ", ".join(missing) + "."
     fig.text(0.01, -0.02, note, fontsize=8, va="top", color="0.3")
+    return fig
+
+
+def plot_run_comparison(comparison: dict) -> Figure:
+    """Runs on the same images (blipnb compare): each run's scores with 95% CI whiskers beside the human ceiling
+    (top), and every pair's paired difference A - B with its 95% CI (bottom); one column per scale."""
+    from ..scoring.ceiling import CEILING_LABEL  # here: importing scoring loads pycocoevalcap, which viz needs nowhere else
+
+    keys, reasons = _available(comparison)
+    groups = [(label, ks) for label, group in SCALES if (ks := [k for k in group if k in keys])]
+    bars, styles = dict(comparison["results"]), {}
+    if comparison.get(HUMAN_CEILING):
+        bars[CEILING_LABEL] = comparison[HUMAN_CEILING]
+        styles[CEILING_LABEL] = {"color": "0.85", "hatch": "//", "edgecolor": "0.5"}
+    pairs = comparison["pairs"]
+    fig = Figure(figsize=(12, 7), layout="constrained")
+    axes = fig.subplots(2, max(1, len(groups)), width_ratios=[max(2, len(ks)) for _, ks in groups] or None,
+                        squeeze=False)
+    step = 0.8 / max(1, len(pairs))
+    for top, bottom, (label, ks) in zip(axes[0], axes[1], groups):
+        _bars(top, ks, bars, styles)
+        top.set(title=_scale_title(label, ks), ylabel="score")
+        for p, pair in enumerate(pairs):
+            rows = {k: pair["metrics"][k] for k in ks if pair["metrics"][k].get("diff") is not None}
+            xs = [ks.index(k) + (p - (len(pairs) - 1) / 2) * step for k in rows]
+            diffs = [row["diff"] for row in rows.values()]
+            err = np.array([[_err(d, row, side) for d, row in zip(diffs, rows.values())]
+                            for side in ("low", "high")]).reshape(2, len(rows))
+            # Pairs in colours and markers of their own: the runs' colours would say "this run" in the row above.
+            bottom.errorbar(xs, diffs, yerr=err, fmt=PAIR_MARKERS[p % len(PAIR_MARKERS)], capsize=4,
+                            color=PAIR_COLOURS(p % PAIR_COLOURS.N), label=f"{pair['a']} - {pair['b']}")
+        bottom.axhline(0, color="0.5", lw=0.8)
+        wins = [_win_share(pairs[0]["metrics"][k].get("p_a_wins")) if len(pairs) == 1 else "" for k in ks]
+        bottom.set_xticks(range(len(ks)), [k.replace("_", "-") + w for k, w in zip(ks, wins)])
+        bottom.set_xlim(-0.5, len(ks) - 0.5)
+        bottom.set(ylabel="paired difference")
+    # What is not shown goes in the lower legend: text placed under it runs into it once bbox_inches="tight" crops.
+    missing = _wrap("Not shown: " + "; ".join(f"{k} ({why})" for k, why in reasons.items()), 110, 4) if reasons else ""
+    if groups:
+        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside upper center", ncols=len(bars),
+                   title=f"{comparison.get('split', '')} split, n={comparison.get('n_images', '?')} images, 95% CI")
+        title = "A - B, 95% paired-bootstrap CI" + (" (P: share of resamples where A scores higher)"
+                                                    if len(pairs) == 1 else "")
+        fig.legend(*axes[1][0].get_legend_handles_labels(), loc="outside lower center", ncols=min(4, len(pairs)),
+                   title="\n".join(filter(None, (title, missing))), title_fontsize=8)
+    else:
+        _note(axes[0][0], "\n".join(filter(None, ("no metric could be computed", missing))))
     return fig
 
 

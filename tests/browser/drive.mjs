@@ -106,6 +106,8 @@ async function notebook05(page, seen) {
                  picker: await root.locator('select').first().inputValue() });
     if (shot) await root.screenshot({ path: path.join(outDir, `05_${name}.png`) });
   };
+  // The panels are HTML widgets the page may draw a moment after the controls: wait for them (bounded).
+  await waitChange(async () => (await captionPanels(root)).length, 0);
   await step('initial', true);
 
   for (const mode of ['greedy', 'beam', 'sampling']) {

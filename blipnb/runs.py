@@ -38,6 +38,8 @@ SAGEMAKER_ENTRY = "code/inference.py"  # SageMaker inference toolkits' model_fn 
 REQUIREMENTS = "requirements.txt"  # what they import; Inference Endpoints reads it at the root, SageMaker in code/
 CAPTION_SUFFIXES = (".csv", ".jsonl")  # the file types a folder is captioned into
 # What `blipnb compare` writes into its --out folder (several runs side by side; not a run directory of its own)
+COMPARISON_DIR = "comparison"  # 03's comparison with other runs (compare_with); blipnb compare writes where told
+# Inside a comparison folder:
 COMPARISON = "comparison.json"  # each run's scores and CIs, every pair's paired differences, the human ceiling
 COMPARISON_REPORT = "comparison.md"  # the same as Markdown tables
 COMPARISON_FIGURE = "comparison.png"  # each run's scores with CIs, and the paired differences
@@ -47,7 +49,7 @@ COMPARISON_FIGURE = "comparison.png"  # each run's scores with CIs, and the pair
 # checks (both keyed by content).
 OUTPUTS = (CONFIG, PROVENANCE, DATA_SUMMARY, SKIPPED, BASE_MODEL_DIR, MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR,
            LOGS_DIR, LOG_HISTORY, TRAIN_RESULTS, PREDICTIONS, BASELINE_PREDICTIONS, METRICS, SWEEP, ERROR_ANALYSIS,
-           FIGURES_DIR, NOTEBOOKS_DIR)
+           FIGURES_DIR, NOTEBOOKS_DIR, COMPARISON_DIR)
 # Kept by `overwrite`: every entry is keyed by the content it describes, so an old one is never wrong, only unused.
 KEYED_BY_CONTENT = (IMAGE_CHECKS,)
 # 01's figures (a test holds this list to notebook 01).

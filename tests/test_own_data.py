@@ -5,6 +5,8 @@ folder, a JSONL folder mixing caption counts, formats and modes, a COCO captions
 local fixtures of their schema (images stored as bytes, not files). Their splits are small on purpose: 1 to 3
 validation and test images, where a bootstrap or a gallery has little to work with.
 """
+import shutil
+
 import pytest
 from data_sources import (
     make_caption_rows_parquet,
@@ -101,3 +103,28 @@ def test_one_caption_folder_reads_as_a_user_wrote_it(tmp_path):
     ds = load_captions(folder_cfg(make_one_caption_folder(tmp_path)))
     assert {len(c) for s in SPLITS for c in ds[s][CAPTIONS]} == {1}
     assert ds["train"][0][CAPTIONS][0].endswith(", seen from afar")
+
+
+def test_03_and_04_compare_a_run_with_another_on_the_same_images(tmp_path, no_java):
+    """compare_with in 03 and compare_run in 04: the starting model's predictions, kept as a run of their own, set
+    against the fine-tuned ones on the same images."""
+    from inprocess import SMOKE, run_notebook
+
+    from blipnb.evaluation.compare import comparison_report
+
+    data = mixed_jsonl(tmp_path / "data")
+    run_suite(tmp_path / "run", **data)
+    run = runs.RunDir(tmp_path / "run")
+    other = runs.RunDir(tmp_path / "starting_model").ensure()
+    shutil.copy(run / runs.METRICS, other / runs.METRICS)
+    shutil.copy(run / runs.BASELINE_PREDICTIONS, other / runs.PREDICTIONS)
+    parameters = {**SMOKE, **data, "run_dir": str(run.path)}
+    run_notebook("03_evaluate", {**parameters, "compare_with": str(other.path)})
+    comparison = runs.read_json(run / runs.COMPARISON_DIR / runs.COMPARISON)
+    assert [r for r in comparison["runs"]] == ["run", "starting_model"]
+    assert "starting_model" in comparison_report(comparison) and run.figure("run_comparison.png").is_file()
+    namespace = run_notebook("04_error_analysis", {**parameters, "compare_run": str(other.path)})
+    shown = namespace["disagree"]
+    assert shown and all(r["compared"]["label"] == "starting_model" for r in shown)
+    gaps = [abs(r["scores"]["CIDEr"] - r["compared"]["score"]) for r in shown]
+    assert gaps == sorted(gaps, reverse=True) and run.figure("disagreements.png").is_file()

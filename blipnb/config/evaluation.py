@@ -50,6 +50,8 @@ class EvalConfig:
     bootstrap_seed: int = param(0, "seed of the resampling")
     plausible_bleu4: Optional[float] = param(None, "override the source's plausible BLEU-4 ceiling of the "
                                                    "sanity check")
+    compare_with: str = param("", "other evaluated run directories to compare with on the same test images, "
+                                  "comma-separated, as blipnb compare does ('': none)")
     plausible_cider: Optional[float] = param(None, "override the source's plausible CIDEr ceiling of the "
                                                    "sanity check")
 
@@ -57,6 +59,10 @@ class EvalConfig:
         one_of("eval_split", self.eval_split, SPLITS)
         at_least("spice_subsample", self.spice_subsample, 1)
         at_least("n_bootstrap", self.n_bootstrap, 0)
+
+    def comparison_runs(self) -> list[str]:
+        """compare_with as a list of run directories."""
+        return [path.strip() for path in self.compare_with.split(",") if path.strip()]
 
 
 @dataclass
@@ -88,6 +94,8 @@ class AnalysisConfig:
     k_examples: int = param(8, "images in each worst / best gallery")
     score_key: str = param("CIDEr", "per-image metric that ranks images and slices")
     min_slice_size: int = param(20, "images whose references mention a word before that word is a slice")
+    compare_run: Optional[str] = param(None, "another evaluated run directory: the images where the two captioners "
+                                             "disagree most (None: none)")
 
     def __post_init__(self):
         at_least("k_examples", self.k_examples, 1)

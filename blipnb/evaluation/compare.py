@@ -44,8 +44,10 @@ def compare_runs(run_dirs: list, out_dir, n_boot: int | None = None, seed: int |
     ids = list(first["predictions"])
     refs = first["references"]
     source = first["metrics"].get("source")  # the sanity check's plausible scores; "folder" has none
-    cfg = Config(data=DataConfig(source=source if source in SOURCES else "folder"),
-                 eval=EvalConfig(**_eval_settings(loaded, n_boot, seed)))
+    # Only the source is read here: the paths a source requires are never opened, so they name the first run.
+    data = DataConfig(source=source if source in SOURCES else "folder", data_dir=str(run_dirs[0]),
+                      annotations=str(run_dirs[0]))
+    cfg = Config(data=data, eval=EvalConfig(**_eval_settings(loaded, n_boot, seed)))
     split = _split(ids, refs)
     score = partial(score_captions, **score_settings(cfg))
     with borrow(meteor) as scorer:  # one JVM for every run, the ceiling and all their intervals

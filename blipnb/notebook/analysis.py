@@ -245,3 +245,24 @@ def _accuracy(results: list[dict]) -> dict:
         out[k] = statistics.fmean(hits) if hits else None
     out["all"] = statistics.fmean(r["count"] and all(all(r[k]) for k in _OBJECT_KEYS) for r in results)
     return out
+
+
+def disagreements(run, other_run, k: int, key: str = "CIDEr") -> list[dict]:
+    """The k test images where two evaluated runs' captions score most differently on `key`, largest gap first:
+    this run's row with `compared` ({label, prediction, score} of the other run). Runs on other test images or
+    references are refused in one line (RunsNotComparable), as blipnb compare refuses them."""
+    from ..evaluation.compare import check_comparable, read_run, run_labels
+
+    labels = run_labels([run, other_run])
+    check_comparable([read_run(path, label) for path, label in zip((run, other_run), labels)])
+    rows, _ = load_predictions(run)
+    theirs = {str(r["image_id"]): r for r in load_predictions(other_run)[0]}
+    out = []
+    for r in scored(rows, key):
+        other = theirs[str(r["image_id"])]
+        score = other.get("scores", {}).get(key)
+        if score is not None:
+            out.append({**r, "compared": {"label": labels[1], "prediction": other["prediction"], "score": score}})
+    out.sort(key=lambda r: -abs(r["scores"][key] - r["compared"]["score"]))
+    return out[:k]
+

@@ -50,8 +50,9 @@ CELLS = {
         "run_dir", "eval_split", "# Decoding (None: the run's, as 02 validated)", "num_beams", "max_new_tokens",
         "consensus_samples", "# Scoring", "n_bootstrap", "do_spice",
         "# Decoding sweep on validation (all empty: none)", "sweep_num_beams", "sweep_length_penalty",
-        "sweep_max_new_tokens", "# Publishing", "push_to_hub", "hub_model_id"),
-    "04_error_analysis": ("run_dir", "k_examples", "score_key", "min_slice_size", "n_bootstrap"),
+        "sweep_max_new_tokens", "# Other runs on the same test images", "compare_with", "# Publishing",
+        "push_to_hub", "hub_model_id"),
+    "04_error_analysis": ("run_dir", "k_examples", "score_key", "min_slice_size", "n_bootstrap", "compare_run"),
     "05_inference_demo": (
         "run_dir", "image_path", "# Decoding (None: the run's, as 02 validated)", "num_beams", "max_new_tokens",
         "consensus_samples", "# Captioning a folder", "caption_folder_path", "caption_output"),

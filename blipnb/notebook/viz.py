@@ -372,7 +372,8 @@ def plot_near_duplicates(pairs: list[dict], ds, max_pairs: int = 6) -> Figure:
 
 def plot_scored_gallery(rows: list[dict], split, title: str, key: str = "CIDEr", n_refs: int = 3,
                         ncols: int = 4) -> Figure:
-    """Images with the prediction, a few references and the score (for the worst-k / best-k rows)."""
+    """Images with the prediction, a few references and the score (for the worst-k / best-k rows; for rows from
+    analysis.disagreements, the other run's caption and score too)."""
     position = {str(i): k for k, i in enumerate(split[IMAGE_ID])}
     missing = [r["image_id"] for r in rows if str(r["image_id"]) not in position]
     if missing:
@@ -384,6 +385,10 @@ def plot_scored_gallery(rows: list[dict], split, title: str, key: str = "CIDEr",
         score = r.get("scores", {}).get(key)
         ax.set_title(f"{key} {score:.3f}" if score is not None else f"{key} n/a", fontsize=9)
         text = ["pred: " + _wrap(r["prediction"], 34, 2)] + ["ref: " + _wrap(c, 34, 2) for c in r["references"][:n_refs]]
+        if "compared" in r:  # analysis.disagreements: the other run's caption and score beside this run's
+            other = r["compared"]
+            ax.set_title(f"{key} {score:.3f} vs {other['score']:.3f}", fontsize=9)
+            text.insert(1, f"{other['label']}: " + _wrap(other["prediction"], 34, 2))
         ax.set_xlabel("\n".join(text), fontsize=7.5, loc="left", multialignment="left")
     if not rows:
         _note(axes[0], "no rows")

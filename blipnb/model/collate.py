@@ -1,4 +1,4 @@
-"""Turn canonical rows into BLIP training batches: pixel values, [DEC]-led captions, masked labels."""
+"""Turn canonical rows into training batches: the family's image inputs, captions and masked labels."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,12 +8,13 @@ import torch
 from torch.utils.data import Dataset
 
 from ..schema import undecoded
+from ..runtime.families.base import Family
+from ..runtime.families.blip import BLIP
 from ..runtime.images import to_rgb
 
 if TYPE_CHECKING:
     import datasets
 
-IGNORE_INDEX = -100  # positions the loss skips: padding and the prompt
 
 
 class CaptionPairs(Dataset):
@@ -46,32 +47,28 @@ class CaptionPairs(Dataset):
 
 @dataclass
 class CaptionCollator:
-    """Batch items from `CaptionPairs` for BLIP.
+    """Batch items from `CaptionPairs` for a model of `family` (blipnb.runtime.families says how each builds its
+    inputs): captions with the family's end token, the prompt, image tokens and padding set to -100 in `labels`,
+    so they carry no loss, and captions cut to `max_txt_len` tokens.
 
-    - The first token becomes [DEC] (the bos), because `generate` forces it; training must match.
-    - Padding and the optional prompt are set to -100 in `labels`, so they carry no loss.
-    - Captions (prompt included) are truncated to `max_txt_len` tokens, as BLIP does.
-    - Grouped items add `image_index`: the row of `pixel_values` each caption belongs to.
-    - Items from `blipnb.training.cache` give `pixel_uint8` or `image_embeds` instead of `pixel_values`.
+    BLIP's fast paths: grouped items (shared_vision) add `image_index`, the row of `pixel_values` each caption
+    belongs to; items from `blipnb.training.cache` give `pixel_uint8` or `image_embeds` instead of `pixel_values`.
     """
 
     processor: object
     max_txt_len: int = 40
     prompt: str = ""
-
-    def __post_init__(self):
-        tok = self.processor.tokenizer
-        if tok.bos_token_id is None:
-            raise ValueError("the tokenizer has no bos token: BLIP decodes from [DEC]")
-        # The prompt's tokens without the trailing [SEP] are what the loss must skip (BLIP's prompt_length).
-        self.prompt_length = len(tok(self.prompt).input_ids) - 1 if self.prompt else 0
+    family: Family = BLIP
 
     def __call__(self, items: list[dict]) -> dict:
-        image_inputs = self.image_inputs(items)
-        texts = [self.prompt + c for it in items for c in it["captions"]]
-        batch = self.encode_captions(texts)
-        batch.update(image_inputs)
-        if any(len(it["captions"]) != 1 for it in items):
+        captions = [c for it in items for c in it["captions"]]
+        fast = len(captions) != len(items) or "image_embeds" in items[0] or "pixels" in items[0]
+        if not fast:
+            images = [to_rgb(it["image"], it.get("image_id")) for it in items]
+            return self.family.training_inputs(self.processor, images, captions, self.prompt, self.max_txt_len)
+        batch = self.family.caption_tokens(self.processor, captions, self.prompt, self.max_txt_len)
+        batch.update(self.image_inputs(items))
+        if len(captions) != len(items):
             batch["image_index"] = torch.tensor([i for i, it in enumerate(items) for _ in it["captions"]])
         return batch
 
@@ -83,13 +80,3 @@ class CaptionCollator:
             return {"pixel_uint8": torch.stack([torch.as_tensor(it["pixels"]) for it in items])}
         images = [to_rgb(it["image"], it.get("image_id")) for it in items]
         return {"pixel_values": self.processor.image_processor(images, return_tensors="pt")["pixel_values"]}
-
-    def encode_captions(self, texts: list[str]) -> dict:
-        """Tokenise prompt+caption texts into input_ids, attention_mask and labels."""
-        tok = self.processor.tokenizer
-        enc = tok(texts, padding="longest", truncation=True, max_length=self.max_txt_len, return_tensors="pt")
-        input_ids = enc["input_ids"]
-        input_ids[:, 0] = tok.bos_token_id
-        labels = input_ids.masked_fill(enc["attention_mask"] == 0, IGNORE_INDEX)
-        labels[:, : self.prompt_length] = IGNORE_INDEX
-        return {"input_ids": input_ids, "attention_mask": enc["attention_mask"], "labels": labels}

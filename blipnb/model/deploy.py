@@ -40,14 +40,14 @@ def write_endpoint(model_dir: str | Path, decoding: Decoding) -> list[Path]:
 
 
 def copy_runtime(target: Path) -> list[Path]:
-    """The runtime package's modules, byte for byte, into `target` (replacing what was there)."""
+    """The runtime package's modules (its families subpackage included), byte for byte, into `target` (replacing
+    what was there)."""
     source = Path(runtime.__file__).parent
     shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
     out = []
-    for module in sorted(source.glob("*.py")):
-        shutil.copyfile(module, target / module.name)
-        out.append(target / module.name)
+    for module in sorted(source.rglob("*.py")):
+        (target / module.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+        out.append(Path(shutil.copyfile(module, target / module.relative_to(source))))
     return out
 
 

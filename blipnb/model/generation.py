@@ -1,4 +1,4 @@
-"""Caption images in batches from pixel_values only (plus an optional fixed prompt), one caption per image.
+"""Caption images in batches from their pixels only (plus the family's fixed prompt), one caption per image.
 
 Under torch.distributed (world size > 1) caption_split and caption_folder share the images out: rank r captions
 images r, r + world, ..., and every rank gets all captions back in the original order. Every rank must call them.
@@ -16,7 +16,7 @@ from ..config import GenerationConfig
 from ..progress import progress_bar
 from ..runs import check_caption_output
 from ..schema import undecoded
-from ..runtime.captioner import autocast, generate_captions
+from ..runtime.captioner import autocast, caption_inputs, generate_captions
 from ..runtime.images import to_rgb
 from .modeling import eval_mode
 
@@ -27,11 +27,10 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 def caption_batch(model, processor, images: Sequence, gen: GenerationConfig, names: Sequence[str] | None = None,
                   num_return_sequences: int = 1) -> list[str]:
     """Caption one batch of images; never sees a reference caption."""
-    device = next(model.parameters()).device
     pil = [to_rgb(im, names[i] if names else None) for i, im in enumerate(images)]
-    pixel_values = processor.image_processor(pil, return_tensors="pt")["pixel_values"].to(device)
-    with autocast(device):  # the same generate call as a deployed model's (blipnb.runtime.captioner)
-        return generate_captions(model, processor, pixel_values, gen, num_return_sequences)
+    inputs = caption_inputs(model, processor, pil, gen)
+    with autocast(next(model.parameters()).device):  # the same generate call as a deployed model's
+        return generate_captions(model, processor, inputs, gen, num_return_sequences)
 
 
 def caption_images(model, processor, images: Iterable, gen: GenerationConfig, names: Sequence[str] | None = None,

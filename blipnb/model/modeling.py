@@ -5,23 +5,29 @@ import contextlib
 from pathlib import Path
 
 import torch
-from transformers import BlipForConditionalGeneration, BlipProcessor
 
-from ..errors import ModelUnavailable, offline_hint
+from ..errors import ModelUnavailable, ParameterError, offline_hint
+from ..runtime.captioner import load_captioner
+from ..runtime.families import UnsupportedFamily, family_named, family_of, family_of_folder
 
 
 def load_model(model_id: str | Path, attn_implementation: str = "sdpa", device: str | None = None):
-    """Load (model, processor) from a hub id or a local directory; safetensors only, never remote code."""
+    """Load (model, processor) of any supported family (blipnb.runtime.families) from a hub id or a local
+    directory; safetensors only, never remote code. attn_implementation sdpa is blipnb's patch on BLIP and
+    transformers' own SDPA elsewhere."""
     model_id = str(model_id)
+    local = Path(model_id).exists()
+    family = family_of_folder(model_id) if local else None
+    patched = family is None or "sdpa_patch" in family.fast_paths
     try:
-        processor = _load_processor(model_id)
-        model = BlipForConditionalGeneration.from_pretrained(model_id, use_safetensors=True)
-    except OSError as e:
-        local = Path(model_id).exists()
+        model, processor = load_captioner(model_id, None if patched else attn_implementation)
+    except UnsupportedFamily as e:
+        raise ModelUnavailable(str(e)) from None
+    except (OSError, ValueError) as e:  # no such folder or hub id, or a folder without a model
         where = f"the local directory {model_id!r}" if local else f"the hub model {model_id!r}"
         hint = "" if local else f" {offline_hint()}, or point model_id at a local copy."
         raise ModelUnavailable(f"could not load {where}: {str(e).splitlines()[0]}.{hint}") from e
-    if attn_implementation == "sdpa":
+    if attn_implementation == "sdpa" and "sdpa_patch" in family_of(model).fast_paths:
         from .sdpa import enable_sdpa  # our own patch: HF's BLIP has no SDPA path
 
         enable_sdpa(model)
@@ -30,29 +36,19 @@ def load_model(model_id: str | Path, attn_implementation: str = "sdpa", device: 
     return model, processor
 
 
-def _load_processor(model_id: str) -> BlipProcessor:
-    from transformers import BlipImageProcessorPil
-
-    processor = BlipProcessor.from_pretrained(model_id)
-    if not isinstance(processor.image_processor, BlipImageProcessorPil):
-        # Without torchvision the torchvision-backed processor is unusable; the PIL one computes the same transform.
-        try:
-            import torchvision  # noqa: F401
-        except Exception:
-            ip = processor.image_processor
-            processor.image_processor = BlipImageProcessorPil(
-                size=ip.size, image_mean=ip.image_mean, image_std=ip.image_std, do_rescale=ip.do_rescale,
-                rescale_factor=ip.rescale_factor, do_normalize=ip.do_normalize, do_resize=ip.do_resize,
-                do_convert_rgb=True)
-    return processor
-
-
 def prepare_for_training(model, freeze_vision: bool = False, label_smoothing: float = 0.0):
-    """Freeze the vision tower if asked and set the decoder's label smoothing (BLIP used 0.1). A tiny BLIP built
-    from scratch keeps its patch projection fixed (blipnb.model.tiny says why)."""
+    """Freeze the vision tower if asked and set the decoder's label smoothing (BLIP used 0.1; BLIP's decoder
+    alone has the setting). A tiny BLIP built from scratch keeps its patch projection fixed (blipnb.model.tiny
+    says why)."""
     from .tiny import FIXED_PATCH_PROJECTION
 
-    model.vision_model.requires_grad_(not freeze_vision)
+    family = family_of(model)
+    family.vision_tower(model).requires_grad_(not freeze_vision)
+    if family.name != "blip":
+        if label_smoothing:
+            raise ParameterError(f"parameter 'label_smoothing' applies to BLIP only (its decoder has the setting), "
+                                 f"not {family.title}: leave it 0")
+        return model
     if getattr(model.config.vision_config, FIXED_PATCH_PROJECTION, False):
         model.vision_model.embeddings.patch_embedding.requires_grad_(False)
     model.config.text_config.label_smoothing = label_smoothing
@@ -73,26 +69,40 @@ def default_device() -> str:
 
 
 def start_model(cfg, ds):
-    """The model training starts from: a tiny BLIP built from the train captions and normalising with the train
-    images' pixel statistics (saved as the run's base model, the baseline 03 compares against), or `model_id`
-    from the hub or a local dir. Returns (model, processor)."""
+    """The model training starts from: a tiny captioner of cfg.model.family built from the train captions and
+    normalising with the train images' pixel statistics (saved as the run's base model, the baseline 03 compares
+    against), or `model_id` from the hub or a local dir. Settings that do not apply to its family fail here, in
+    one line. Returns (model, processor)."""
     from .. import runs
     from ..data.stats import channel_stats
     from ..schema import CAPTIONS
-    from .tiny import build_tiny_blip
+    from .tiny import build_tiny
 
     if cfg.model.from_scratch:
         captions = [c for caps in ds["train"][CAPTIONS] for c in caps]
         stats = channel_stats(ds["train"])
-        print(f"a tiny BLIP from scratch, normalising pixels (r, g, b) with the train images' mean {stats[0]} and "
-              f"std {stats[1]}")
-        path = build_tiny_blip(captions, Path(cfg.run_dir) / runs.BASE_MODEL_DIR, cfg.model, seed=cfg.train.seed,
-                               pixel_stats=stats)
+        print(f"a tiny {family_named(cfg.model.family).title} from scratch, normalising pixels (r, g, b) with the "
+              f"train images' mean {stats[0]} and std {stats[1]}")
+        path = build_tiny(cfg.model.family, captions, Path(cfg.run_dir) / runs.BASE_MODEL_DIR, cfg.model,
+                          seed=cfg.train.seed, pixel_stats=stats)
     else:
         path = cfg.model.model_id
     model, processor = load_model(path, attn_implementation=cfg.model.attn_implementation)
+    check_family_settings(cfg, family_of(model))
     prepare_for_training(model, freeze_vision=cfg.train.vision_frozen, label_smoothing=cfg.train.label_smoothing)
     return model, processor
+
+
+def check_family_settings(cfg, family) -> None:
+    """A ParameterError, in one line, for a setting of `cfg` that `family` cannot take: a BLIP-only fast path, a
+    decoding it cannot run."""
+    try:
+        for name in ("shared_vision", "cache_embeddings", "pixel_cache"):
+            if getattr(cfg.train, name):
+                family.check_fast_path(name)
+        family.check_decoding(cfg.generation)
+    except UnsupportedFamily as e:
+        raise ParameterError(str(e)) from None
 
 
 @contextlib.contextmanager

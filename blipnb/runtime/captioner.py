@@ -1,7 +1,8 @@
-"""Captions from pixel_values only, plus an optional fixed prompt, and a loaded model folder that captions images.
+"""Captions from pixels only, plus the family's fixed prompt, and a loaded model folder that captions images.
 
 blipnb's own captioning (blipnb.model.generation: 02's validation, 03, 05, `blipnb caption`) and an exported
-model's hosts call `generate_captions` here, so every path decodes alike.
+model's hosts call `generate_captions` here, so every path decodes alike. What differs between captioner families
+(the inputs generate takes, the prompt stripped from its output) is in blipnb.runtime.families.
 """
 from __future__ import annotations
 
@@ -9,25 +10,32 @@ import contextlib
 import json
 
 import torch
-from transformers import BlipForConditionalGeneration, BlipProcessor
 
 from .consensus import consensus_order, seeded_draws
 from .decoding import Decoding
+from .families import family_of, family_of_folder
 
 
-def generate_captions(model, processor, pixel_values: torch.Tensor, decoding: Decoding,
-                      num_return_sequences: int = 1) -> list[str]:
-    """num_return_sequences captions per image, image by image. BLIP's generate swaps the prompt's first token for
-    [DEC] and drops its [SEP]; the prompt is stripped from the output.
+def caption_inputs(model, processor, images: list, decoding: Decoding) -> dict:
+    """What `generate` needs to caption the RGB `images` under `decoding`, on the model's device: the images'
+    pixels and the family's prompt; never a reference caption."""
+    family = family_of(model)
+    family.check_decoding(decoding)
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in family.caption_inputs(processor, images, decoding.prompt).items()}
+
+
+def generate_captions(model, processor, inputs: dict, decoding: Decoding, num_return_sequences: int = 1) -> list[str]:
+    """num_return_sequences captions per image of `inputs` (caption_inputs), image by image; the prompt is
+    stripped from the output.
 
     With consensus decoding each image gets its num_return_sequences distinct draws that agree most with the
     others (consensus_order)."""
     kwargs = decoding.generate_kwargs()
     draws = kwargs.get("num_return_sequences")
     if draws is None:
-        return _generate(model, processor, pixel_values, decoding.prompt,
-                         {**kwargs, "num_return_sequences": num_return_sequences})
-    captions = draw_captions(model, processor, pixel_values, decoding)
+        return _generate(model, processor, inputs, {**kwargs, "num_return_sequences": num_return_sequences})
+    captions = draw_captions(model, processor, inputs, decoding)
     picked = []
     for start in range(0, len(captions), draws):  # each image's draws are together
         own = captions[start:start + draws]
@@ -36,29 +44,24 @@ def generate_captions(model, processor, pixel_values: torch.Tensor, decoding: De
     return picked
 
 
-def draw_captions(model, processor, pixel_values: torch.Tensor, decoding: Decoding) -> list[str]:
+def draw_captions(model, processor, inputs: dict, decoding: Decoding) -> list[str]:
     """Consensus decoding's draws: decoding.consensus_samples captions per image, image by image, sampled at its
     temperature and top_p. Each draw is a function of its image's pixels and its index alone, so an image gets the
     same draws alone or in any batch, on every run; the caller's random state is untouched."""
     kwargs = decoding.generate_kwargs()
     kwargs.pop("temperature"), kwargs.pop("top_p")
+    pixel_values = inputs["pixel_values"]
     processors = seeded_draws(pixel_values, decoding.consensus_samples, decoding.temperature, decoding.top_p)
     # generate then samples from the one token SeededDraws leaves: the outcome is fixed, but it still draws from
     # the global generator, which fork_rng gives back unchanged.
     cuda = [pixel_values.device] if pixel_values.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
-        return _generate(model, processor, pixel_values, decoding.prompt, {**kwargs, "logits_processor": processors})
+        return _generate(model, processor, inputs, {**kwargs, "logits_processor": processors})
 
 
-def _generate(model, processor, pixel_values: torch.Tensor, prompt: str, kwargs: dict) -> list[str]:
-    input_ids = None
-    if prompt:
-        input_ids = processor.tokenizer(prompt, return_tensors="pt").input_ids
-        input_ids = input_ids.repeat(pixel_values.shape[0], 1).to(pixel_values.device)
-    out = model.generate(pixel_values=pixel_values, input_ids=input_ids, **kwargs)
-    if input_ids is not None:
-        out = out[:, input_ids.shape[1] - 1:]  # [DEC] + the prompt tokens are not part of the caption
-    return [t.strip() for t in processor.tokenizer.batch_decode(out, skip_special_tokens=True)]
+def _generate(model, processor, inputs: dict, kwargs: dict) -> list[str]:
+    out = model.generate(**inputs, **kwargs)
+    return family_of(model).captions_from(processor, inputs, out)
 
 
 def autocast(device: torch.device):
@@ -76,13 +79,42 @@ def group_by_decoding(decodings: list[Decoding]) -> list[list[int]]:
     return list(groups.values())
 
 
+def load_captioner(model_dir: str, attn_implementation: str | None = None):
+    """(model, processor) of a hub id or model folder, by its config's model_type (blipnb.runtime.families
+    names the ones supported); safetensors only, never remote code."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    family = family_of_folder(model_dir)
+    if family is None:  # a hub id: its config says
+        from .families import family_for_type
+
+        family_for_type(AutoConfig.from_pretrained(model_dir).model_type, repr(model_dir))
+    processor = with_pil_images(AutoProcessor.from_pretrained(model_dir))
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, use_safetensors=True, **kwargs)
+    return model, processor
+
+
+def with_pil_images(processor):
+    """`processor` with a PIL image processor where it has a torchvision-backed one and torchvision is missing:
+    the PIL class of the same name computes the same transform."""
+    import importlib.util
+
+    import transformers
+
+    ip = processor.image_processor
+    pil = getattr(transformers, type(ip).__name__ + "Pil", None)
+    if pil is not None and importlib.util.find_spec("torchvision") is None:
+        processor.image_processor = pil(**ip.to_dict())
+    return processor
+
+
 class Captioner:
     """A loaded model folder: the model, its processor and the decoding stored with it."""
 
     def __init__(self, model_dir, device: str | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.processor = BlipProcessor.from_pretrained(str(model_dir))
-        model = BlipForConditionalGeneration.from_pretrained(str(model_dir), use_safetensors=True)
+        model, self.processor = load_captioner(str(model_dir))
         self.model = model.to(self.device).eval()
         self.decoding = Decoding.load(model_dir)
 
@@ -91,9 +123,9 @@ class Captioner:
         """One caption per RGB image; images with different decodings never share a generate call."""
         captions: list = [None] * len(images)
         for idx in group_by_decoding(decodings):
-            pixels = self.processor.image_processor([images[i] for i in idx], return_tensors="pt")["pixel_values"]
+            inputs = caption_inputs(self.model, self.processor, [images[i] for i in idx], decodings[idx[0]])
             with autocast(self.device):
-                out = generate_captions(self.model, self.processor, pixels.to(self.device), decodings[idx[0]])
+                out = generate_captions(self.model, self.processor, inputs, decodings[idx[0]])
             for i, text in zip(idx, out):
                 captions[i] = text
         return captions

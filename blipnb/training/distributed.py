@@ -73,7 +73,7 @@ def token_share(labels: torch.Tensor) -> torch.Tensor:
     A rank's loss is a mean over its tokens, and DDP averages the ranks' gradients: scaled by this factor, the
     step is the token mean over all ranks' batches, as one process with the whole batch takes it.
     """
-    from ..model.collate import IGNORE_INDEX
+    from ..runtime.families.base import IGNORE_INDEX
 
     mine = (labels[:, 1:] != IGNORE_INDEX).sum().to(torch.float32)  # BLIP's decoder predicts labels[:, 1:]
     total = mine.clone()

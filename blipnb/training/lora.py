@@ -1,8 +1,8 @@
 """finetune_method="lora": peft LoRA adapters on BLIP, trained through the Trainer, merged into a plain model at
 export.
 
-Targets. PEFT ships no default target modules for BLIP v1, so blipnb names them (TrainConfig.lora_targets).
-The default "query,value" adapts the text decoder: HF's BLIP uses one class, BlipTextSelfAttention, for both the
+Targets. PEFT ships no default target modules for BLIP v1, so blipnb names them: lora_targets=auto takes the
+family's own (blipnb.runtime.families), and for BLIP "query,value" adapts the text decoder: HF's BLIP uses one class, BlipTextSelfAttention, for both the
 decoder's causal self-attention (`...layer.N.attention.self.{query,value}`) and its cross-attention to the image
 (`...layer.N.crossattention.self.{query,value}`), so these two names reach both, as LoRA's paper adapts W_q and
 W_v. The vision tower has no query/value layers: its attention projection is one fused Linear, `qkv`
@@ -24,6 +24,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 
 from ..config import TrainConfig, did_you_mean
 from ..errors import ParameterError
+from ..runtime.families import family_of
 
 
 def lora_targetable(model: torch.nn.Module) -> list[str]:
@@ -51,10 +52,16 @@ def check_lora_targets(model: torch.nn.Module, targets: list[str]) -> None:
                          f"Layers LoRA can adapt here: {', '.join(known)}")
 
 
-def lora_config(t: TrainConfig) -> LoraConfig:
-    """The peft LoraConfig of cfg.train: rank, alpha, dropout and target layer names; biases stay frozen."""
+def lora_targets(model, t: TrainConfig) -> list[str]:
+    """The layer names cfg.train.lora_targets names; auto is the model family's own (blipnb.runtime.families)."""
+    return t.lora_target_modules(family_of(model).lora_targets)
+
+
+def lora_config(model, t: TrainConfig) -> LoraConfig:
+    """The peft LoraConfig of cfg.train for `model`: rank, alpha, dropout and target layer names; biases stay
+    frozen."""
     return LoraConfig(r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout,
-                      target_modules=t.lora_target_modules(), bias="none")
+                      target_modules=lora_targets(model, t), bias="none")
 
 
 def apply_lora(model, t: TrainConfig) -> PeftModel:
@@ -62,14 +69,14 @@ def apply_lora(model, t: TrainConfig) -> PeftModel:
     initialisation seeded by cfg.train.seed; every other weight is frozen."""
     if is_lora(model):
         raise ValueError("the model already carries LoRA adapters")
-    check_lora_targets(model, t.lora_target_modules())
+    check_lora_targets(model, lora_targets(model, t))
     # lora_A starts random: seeded here, or the adapters (and every step after the first) would depend on what
     # the process drew before (the Trainer seeds only once it is built); a forked RNG leaves the caller's stream.
     with torch.random.fork_rng(), warnings.catch_warnings():
         torch.manual_seed(t.seed)
         # peft 0.21 probes `is_gradient_checkpointing`, deprecated in transformers 5
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-        return get_peft_model(model, lora_config(t))
+        return get_peft_model(model, lora_config(model, t))
 
 
 def is_lora(model) -> bool:

@@ -15,6 +15,7 @@ from ..config import Config
 from ..data import validation_subset
 from ..errors import ParameterError
 from ..model.precision import resolve
+from ..runtime.families import family_of
 from ..schema import BLEU, CIDER
 from .checkpoints import TRAINER_STATE, checkpoint_problem, newest_usable
 from .guard import all_finite, diverged, is_finite_number
@@ -66,15 +67,15 @@ def training_arguments(cfg: Config) -> TrainingArguments:
 
 
 def forward_loss(model, batch: dict) -> torch.Tensor:
-    """BLIP's captioning loss; with `image_index` the vision tower runs once per image (shared vision pass);
-    with `image_embeds` (frozen vision, blipnb.training.cache) it does not run at all."""
+    """The captioning loss of a batch from CaptionCollator; BLIP's fast paths: with `image_index` the vision
+    tower runs once per image (shared vision pass), with `image_embeds` (frozen vision, blipnb.training.cache) it
+    does not run at all."""
     if "image_embeds" in batch:
         image_embeds = batch["image_embeds"]
         if not torch.is_autocast_enabled(image_embeds.device.type):  # bf16 cache, fp32 decoder
             image_embeds = image_embeds.to(model.text_decoder.dtype)
     elif "image_index" not in batch:
-        return model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
-                     attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        return model(**batch).loss
     else:
         image_embeds = model.vision_model(pixel_values=batch["pixel_values"]).last_hidden_state
     if "image_index" in batch:
@@ -175,7 +176,8 @@ def build_trainer(cfg: Config, model, processor, ds, callbacks=()) -> CaptionTra
 
     from .cache import training_datasets
 
-    collator = CaptionCollator(processor, max_txt_len=cfg.train.max_txt_len, prompt=cfg.generation.prompt)
+    collator = CaptionCollator(processor, max_txt_len=cfg.train.max_txt_len, prompt=cfg.generation.prompt,
+                               family=family_of(model))
     callbacks = list(callbacks)
     if cfg.train.report_to == "tensorboard" and is_main_process():
         from torch.utils.tensorboard import SummaryWriter

@@ -27,7 +27,7 @@ from typing import Iterable
 import torch
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipProcessor
 
-from ..config import ModelConfig
+from ...config import ModelConfig
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
 # Position embeddings' std at init (HF draws them with torch.randn, std 1, then _init_weights shrinks them to
@@ -65,7 +65,7 @@ def train_tokenizer(captions: Iterable[str], vocab_size: int):
     return tok
 
 
-def build_tiny_blip(captions: Iterable[str], out_dir: str | Path, cfg: ModelConfig, seed: int = 0,
+def build(captions: Iterable[str], out_dir: str | Path, cfg: ModelConfig, seed: int = 0,
                     pixel_stats: tuple[tuple, tuple] | None = None) -> Path:
     """Build an untrained small BLIP with a tokenizer trained on `captions`, save it to `out_dir`, return the path.
 

@@ -1,0 +1,37 @@
+"""A tiny GIT built offline: the sample's WordPiece tokenizer, a small GitConfig (CLIP vision tower + one
+transformer over image and text tokens), and a PIL CLIP image processor at the model's resolution."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import CLIPImageProcessorPil, GitConfig, GitForCausalLM, GitProcessor
+
+from ...config import ModelConfig
+from .blip import train_tokenizer
+
+
+def build(captions: list[str], out_dir, cfg: ModelConfig, seed: int = 0, pixel_stats=None) -> Path:
+    """An untrained small GIT whose tokenizer is trained on `captions`, saved to `out_dir`. As the tiny BLIP does,
+    it normalises with `pixel_stats` (the train images' per-channel mean and std) when given."""
+    torch.manual_seed(seed)
+    tok = train_tokenizer(captions, cfg.vocab_size)
+    h, layers, heads = cfg.hidden_size, cfg.num_layers, cfg.num_heads
+    config = GitConfig(
+        vision_config=dict(hidden_size=h, intermediate_size=4 * h, num_hidden_layers=layers,
+                           num_attention_heads=heads, image_size=cfg.image_size, patch_size=cfg.patch_size),
+        vocab_size=len(tok), hidden_size=h, intermediate_size=4 * h, num_hidden_layers=layers,
+        num_attention_heads=heads, max_position_embeddings=128,
+        bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
+    model = GitForCausalLM(config)
+    model.generation_config.update(bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+                                   pad_token_id=tok.pad_token_id)
+    size = cfg.image_size
+    normalise = dict(zip(("image_mean", "image_std"), map(list, pixel_stats))) if pixel_stats else {}
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                                            **normalise)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    GitProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(out_dir)
+    return out_dir

@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import runs
 from ..config import Config, DataConfig, EvalConfig
 from ..config.data import SOURCES
+from ..runtime.families import UnsupportedFamily, family_of_folder
 from ..errors import MissingRunFile, ParameterError, RunsNotComparable
 from ..schema import CAPTIONS, HUMAN_CEILING, IMAGE_ID, METRIC_KEYS, SPICE
 from ..scoring import score_captions
@@ -115,7 +116,28 @@ def read_run(path, label: str) -> dict:
         raise RunsNotComparable(f"{label}: {run / runs.METRICS} records no split_hash: evaluate it again with "
                                 "03_evaluate")
     return {"label": label, "run_dir": str(run.path), "metrics": metrics, "predictions": predictions,
-            "references": {row["image_id"]: row["references"] for row in rows}}
+            "references": {row["image_id"]: row["references"] for row in rows}, **_made_by(run)}
+
+
+def _made_by(run: runs.RunDir) -> dict:
+    """What else the run directory says, where it says it: the model's family, training time and size (02), and
+    the attribute accuracies over all test images (04)."""
+    out = {}
+    model_config = run / runs.MODEL_DIR / "config.json"
+    if model_config.is_file():
+        try:
+            out["family"] = family_of_folder(run / runs.MODEL_DIR).title
+        except UnsupportedFamily:
+            out["family"] = runs.read_json(model_config).get("model_type")
+    if (run / runs.TRAIN_RESULTS).is_file():
+        trained = runs.read_json(run / runs.TRAIN_RESULTS)
+        out |= {k: trained.get(k) for k in ("train_seconds", "trainable_parameters")}
+    if (run / runs.ERROR_ANALYSIS).is_file():
+        rows = runs.read_json(run / runs.ERROR_ANALYSIS).get("attributes") or []
+        overall = next((r for r in rows if r.get("images") == "overall"), None)
+        if overall:
+            out["attributes"] = {k: v for k, v in overall.items() if k not in ("images", "n_images")}
+    return out
 
 
 def check_comparable(loaded: list[dict]) -> None:
@@ -164,7 +186,8 @@ def _provenance(run: dict) -> dict:
     m = run["metrics"]
     models = m.get("models") or {}
     return {"run_dir": run["run_dir"], "model": models.get(FINETUNED), "decoding": m.get("decoding"),
-            "source": m.get("source"), "split": m.get("split"), "blipnb_version": m.get("blipnb_version")}
+            "source": m.get("source"), "split": m.get("split"), "blipnb_version": m.get("blipnb_version"),
+            **{k: run[k] for k in ("family", "train_seconds", "trainable_parameters", "attributes") if k in run}}
 
 
 def pair_rows(comparison: dict, pair: dict) -> list[dict]:
@@ -201,10 +224,17 @@ def comparison_report(comparison: dict) -> str:
              f"95% CIs are percentile intervals over {comparison['n_bootstrap']} bootstrap resamples of the images "
              f"(seed {comparison['bootstrap_seed']}).", ""]
     decoding = decoding_differences(comparison)
-    lines += markdown_table([{"run": label, "model": run.get("model") or "n/a",
-                              "decoding": decoding[label] or "same as the others", "directory": run["run_dir"]}
+    lines += markdown_table([{"run": label, "family": run.get("family") or "n/a", "model": run.get("model") or "n/a",
+                              "trained": _trained(run), "decoding": decoding[label] or "same as the others",
+                              "directory": run["run_dir"]}
                              for label, run in comparison["runs"].items()])
     lines += ["", "## Every metric", ""] + markdown_table(report_rows(comparison))
+    attributes = {label: run["attributes"] for label, run in comparison["runs"].items() if run.get("attributes")}
+    if len(attributes) == len(comparison["runs"]):
+        names = list(next(iter(attributes.values())))
+        lines += ["", "## Attribute accuracy (04, every test image)", ""] + markdown_table(
+            [{"attribute": name, **{label: f"{acc.get(name, float('nan')):.3f}" for label, acc in attributes.items()}}
+             for name in names])
     for pair in comparison["pairs"]:
         lines += ["", f"## {pair['a']} vs {pair['b']}", ""] + markdown_table(pair_rows(comparison, pair))
     lines += ["", "P(A beats B): the share of paired resamples (the same images drawn for both runs) in which A "
@@ -220,6 +250,14 @@ def comparison_report(comparison: dict) -> str:
     notes += [f"WARNING ({', '.join(names)}): {w}" for w, names in shared_warnings(comparison).items()
               if w not in notes]
     return "\n".join(lines + [f"- {note}" for note in notes] + [""])
+
+
+def _trained(run: dict) -> str:
+    """'312 s, 1.2M trainable parameters' from the run's train_results.json, or n/a."""
+    if run.get("train_seconds") is None:
+        return "n/a"
+    size = run.get("trainable_parameters")
+    return f"{run['train_seconds']:.0f} s" + (f", {size / 1e6:.1f}M trainable parameters" if size else "")
 
 
 def write_comparison(comparison: dict, out_dir) -> dict[str, Path]:

@@ -15,6 +15,8 @@ import pytest
 import torch
 from helpers import TINY, tiny_config
 
+from blipnb.runtime.family_names import NAMES as FAMILY_NAMES
+
 WORKER = textwrap.dedent('''
     """One torchrun worker: train_run with spies, then (optionally) caption the validation split and a folder."""
     import json, os, sys
@@ -71,7 +73,7 @@ WORKER = textwrap.dedent('''
 
     seen, built = [], []  # training items given to this rank; what this rank built
     get_item, make_datasets = CaptionPairs.__getitem__, cache.training_datasets
-    build_tiny, build_pixels, embed = tiny.build_tiny_blip, cache.build_pixel_cache, cache.compute_embeddings
+    build_tiny, build_pixels, embed = tiny.build_tiny, cache.build_pixel_cache, cache.compute_embeddings
 
     def spy_item(self, k):
         if getattr(self, "_spied", False):
@@ -100,7 +102,7 @@ WORKER = textwrap.dedent('''
         return embed(*args, **kwargs)
 
     CaptionPairs.__getitem__, cache.training_datasets = spy_item, spy_datasets
-    tiny.build_tiny_blip, cache.build_pixel_cache, cache.compute_embeddings = spy_tiny, spy_pixels, spy_embed
+    tiny.build_tiny, cache.build_pixel_cache, cache.compute_embeddings = spy_tiny, spy_pixels, spy_embed
     cfg = build_config(params)
     results = train_run(cfg)
     record = {"rank": rank, "seen": seen, "built": built, "results": results}
@@ -251,9 +253,12 @@ EQUIVALENCE_ATOL = 1e-5
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shared_vision", [False, True], ids=["pairs", "shared_vision"])
-def test_ddp_two_processes_match_one_process_with_the_double_batch(tmp_path, shared_vision):
-    """k optimiser steps of 2 processes x per-device batch b give the weights of 1 process x batch 2b."""
+@pytest.mark.parametrize("shared_vision, family", [(False, "blip"), (True, "blip")] + [
+    (False, name) for name in FAMILY_NAMES if name != "blip"],
+    ids=["pairs", "shared_vision"] + [f"family-{name}" for name in FAMILY_NAMES if name != "blip"])
+def test_ddp_two_processes_match_one_process_with_the_double_batch(tmp_path, shared_vision, family):
+    """k optimiser steps of 2 processes x per-device batch b give the weights of 1 process x batch 2b: BLIP per
+    pair and with the shared vision pass, and every other family (decoders and Florence-2's encoder-decoder)."""
     from safetensors.torch import load_file
 
     from blipnb.training.run import train_run
@@ -262,7 +267,7 @@ def test_ddp_two_processes_match_one_process_with_the_double_batch(tmp_path, sha
     # per pair: 8 pairs per device, 3 of the epoch's 15 steps.
     b, steps = (4, 6) if shared_vision else (8, 3)
     common = dict(eval_strategy="no", max_steps=steps, precision="fp32", seed=7, shared_vision=shared_vision,
-                  logging_steps=1)
+                  logging_steps=1, family=family)
     records = _torchrun(tmp_path, "two", _params(tmp_path / "two", batch_size=b, **common))
     train_run(tiny_config(tmp_path / "one", batch_size=2 * b, **common))
     if shared_vision:  # the image-grouped dataset is sharded too: each rank half the images, once each

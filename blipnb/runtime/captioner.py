@@ -60,8 +60,9 @@ def draw_captions(model, processor, inputs: dict, decoding: Decoding) -> list[st
 
 
 def _generate(model, processor, inputs: dict, kwargs: dict) -> list[str]:
-    out = model.generate(**inputs, **kwargs)
-    return family_of(model).captions_from(processor, inputs, out)
+    family = family_of(model)
+    out = model.generate(**inputs, **kwargs, **family.generate_kwargs(model, processor))
+    return family.captions_from(processor, inputs, out)
 
 
 def autocast(device: torch.device):
@@ -92,6 +93,7 @@ def load_captioner(model_dir: str, attn_implementation: str | None = None):
     processor = with_pil_images(AutoProcessor.from_pretrained(model_dir))
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = AutoModelForImageTextToText.from_pretrained(model_dir, use_safetensors=True, **kwargs)
+    family_of(model).check_model(model)
     return model, processor
 
 

@@ -67,15 +67,17 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def token_share(labels: torch.Tensor) -> torch.Tensor:
-    """World size x this rank's share of the predicted tokens of all ranks' batches.
+def token_share(labels: torch.Tensor, shifted: bool = True) -> torch.Tensor:
+    """World size x this rank's share of the predicted tokens of all ranks' batches (`shifted`: the family's
+    labels_shifted).
 
     A rank's loss is a mean over its tokens, and DDP averages the ranks' gradients: scaled by this factor, the
     step is the token mean over all ranks' batches, as one process with the whole batch takes it.
     """
     from ..runtime.families.base import IGNORE_INDEX
 
-    mine = (labels[:, 1:] != IGNORE_INDEX).sum().to(torch.float32)  # BLIP's decoder predicts labels[:, 1:]
+    # A decoder predicts labels[:, 1:] (the model shifts them); an encoder-decoder's labels are all predicted.
+    mine = ((labels[:, 1:] if shifted else labels) != IGNORE_INDEX).sum().to(torch.float32)
     total = mine.clone()
     torch.distributed.all_reduce(total)
     return mine * torch.distributed.get_world_size() / total.clamp(min=1)

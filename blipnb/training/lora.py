@@ -60,8 +60,12 @@ def lora_targets(model, t: TrainConfig) -> list[str]:
 def lora_config(model, t: TrainConfig) -> LoraConfig:
     """The peft LoraConfig of cfg.train for `model`: rank, alpha, dropout and target layer names; biases stay
     frozen."""
+    # auto adapts the language side only: the families' default names (q_proj, ...) are also layers of some vision
+    # towers, which then stay frozen as lora's vision_frozen says; targets named explicitly reach every match.
+    vision = family_of(model).vision_path.replace(".", r"\.")
+    exclude = rf"{vision}\..*" if t.lora_targets == "auto" else None
     return LoraConfig(r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout,
-                      target_modules=lora_targets(model, t), bias="none")
+                      target_modules=lora_targets(model, t), exclude_modules=exclude, bias="none")
 
 
 def apply_lora(model, t: TrainConfig) -> PeftModel:

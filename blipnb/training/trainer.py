@@ -137,7 +137,8 @@ class CaptionTrainer(Trainer):
         inputs = self.with_pixel_values(inputs)
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
             # Through DDP's forward, so it syncs the gradients; each rank's mean weighted by its tokens
-            loss = forward_inside_ddp(model, forward_loss, inputs) * token_share(inputs["labels"])
+            loss = forward_inside_ddp(model, forward_loss, inputs) * token_share(
+                inputs["labels"], family_of(model.module).labels_shifted)
         else:
             loss = forward_loss(model, inputs)
         return (loss, None) if return_outputs else loss

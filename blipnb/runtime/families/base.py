@@ -49,6 +49,7 @@ class Family:
     fast_paths: frozenset = field(default_factory=frozenset)  # of FAST_PATHS
     can_sample: bool = True  # whether generate can sample (consensus decoding needs it)
     counts_prompt_in_lengths: bool = False  # whether length_counts_prompt applies (BLIP's own generate)
+    labels_shifted: bool = True  # the model predicts labels[:, 1:] (a decoder); False: every label (encoder-decoder)
     closing_tokens: int = 0  # tokens the processor itself appends after the text (then the end token)
 
     # ---------------------------------------------------------------- settings that apply
@@ -73,6 +74,9 @@ class Family:
         if name not in self.fast_paths:  # every fast path is BLIP's
             raise UnsupportedFamily(f"{FAST_PATHS[name]} applies to BLIP only, not {self.title}: leave it off")
 
+    def check_model(self, model) -> None:
+        """One line where a loaded model of this family's model_type is a variant the family cannot caption with."""
+
     def vision_tower(self, model) -> torch.nn.Module:
         module = model.get_base_model() if hasattr(model, "get_base_model") else model
         for part in self.vision_path.split("."):
@@ -92,6 +96,10 @@ class Family:
         text = [self.prefix(processor, prompt)] * len(images)
         with padding_side(processor.tokenizer, "left"):
             return dict(processor(images=images, text=text, return_tensors="pt", padding=True))
+
+    def generate_kwargs(self, model, processor) -> dict:
+        """What this family adds to every generate call."""
+        return {}
 
     def captions_from(self, processor, inputs: dict, sequences: torch.Tensor) -> list[str]:
         """The captions in generate's output: what follows the input tokens, special tokens dropped."""

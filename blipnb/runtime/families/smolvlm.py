@@ -35,7 +35,7 @@ SMOLVLM = SmolVLMFamily(
     name="smolvlm", title="SmolVLM", model_types=("smolvlm", "idefics3"), vision_path="model.vision_model",
     lora_targets="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
     lora_reason="the SmolLM2 decoder's attention and MLP, as SmolVLM's fine-tuning notebook adapts them "
-                "(huggingface/smollm vision/finetuning/Smol_VLM_FT.ipynb); q_proj,k_proj,v_proj also name the "
-                "SigLIP tower's attention, which these adapters reach too, as in that notebook",
+                "(huggingface/smollm vision/finetuning/Smol_VLM_FT.ipynb); the SigLIP tower's layers of the same "
+                "names stay frozen",
     task_prompt="Caption this image.",
 )

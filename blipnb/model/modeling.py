@@ -50,19 +50,20 @@ def _has_sdpa(model_dir: str) -> bool:
 
 def prepare_for_training(model, freeze_vision: bool = False, label_smoothing: float = 0.0):
     """Freeze the vision tower if asked and set the decoder's label smoothing (BLIP used 0.1; BLIP's decoder
-    alone has the setting). A tiny BLIP built from scratch keeps its patch projection fixed (blipnb.model.tiny
+    alone has the setting). A tiny model built from scratch keeps its patch projection fixed (blipnb.model.tiny
     says why)."""
-    from .tiny import FIXED_PATCH_PROJECTION
+    from .tiny import FIXED_PATCH_PROJECTION, patch_projection
 
     family = family_of(model)
-    family.vision_tower(model).requires_grad_(not freeze_vision)
+    vision = family.vision_tower(model)
+    vision.requires_grad_(not freeze_vision)
+    if getattr(model.config.vision_config, FIXED_PATCH_PROJECTION, False):
+        patch_projection(vision).requires_grad_(False)
     if family.name != "blip":
         if label_smoothing:
             raise ParameterError(f"parameter 'label_smoothing' applies to BLIP only (its decoder has the setting), "
                                  f"not {family.title}: leave it 0")
         return model
-    if getattr(model.config.vision_config, FIXED_PATCH_PROJECTION, False):
-        model.vision_model.embeddings.patch_embedding.requires_grad_(False)
     model.config.text_config.label_smoothing = label_smoothing
     model.text_decoder.label_smoothing = label_smoothing  # read at forward time, set at init
     return model

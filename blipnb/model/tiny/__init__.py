@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ...config import ModelConfig
-from .blip import FIXED_PATCH_PROJECTION, POSITION_STD, train_tokenizer
+from .blip import FIXED_PATCH_PROJECTION, POSITION_STD, patch_projection, readable_position, train_tokenizer
 from .blip import build as build_tiny_blip
 
 
@@ -19,4 +19,5 @@ def build_tiny(family: str, captions: Iterable[str], out_dir: str | Path, cfg: M
                                                        pixel_stats=pixel_stats)
 
 
-__all__ = ["FIXED_PATCH_PROJECTION", "POSITION_STD", "build_tiny", "build_tiny_blip", "train_tokenizer"]
+__all__ = ["FIXED_PATCH_PROJECTION", "POSITION_STD", "build_tiny", "build_tiny_blip", "patch_projection",
+           "readable_position", "train_tokenizer"]

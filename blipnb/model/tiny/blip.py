@@ -65,6 +65,22 @@ def train_tokenizer(captions: Iterable[str], vocab_size: int):
     return tok
 
 
+def readable_position(vision: torch.nn.Module, vision_config) -> None:
+    """Start the ViT's position embeddings at POSITION_STD and mark its patch projection to stay fixed (the module
+    docstring says why): a tiny model built from scratch can then learn where things are."""
+    module = dict(vision.named_modules())
+    embeddings = next(m for name, m in module.items() if name.endswith("embeddings") and hasattr(m, "patch_embedding"))
+    position = embeddings.position_embedding
+    with torch.no_grad():  # position must not start 50x below patch content
+        getattr(position, "weight", position).normal_(0.0, POSITION_STD)
+    setattr(vision_config, FIXED_PATCH_PROJECTION, True)
+
+
+def patch_projection(vision: torch.nn.Module) -> torch.nn.Module:
+    """The ViT's patch projection (the conv that embeds each patch)."""
+    return next(m for name, m in vision.named_modules() if name.endswith("embeddings.patch_embedding"))
+
+
 def build(captions: Iterable[str], out_dir: str | Path, cfg: ModelConfig, seed: int = 0,
                     pixel_stats: tuple[tuple, tuple] | None = None) -> Path:
     """Build an untrained small BLIP with a tokenizer trained on `captions`, save it to `out_dir`, return the path.
@@ -90,9 +106,7 @@ def build(captions: Iterable[str], out_dir: str | Path, cfg: ModelConfig, seed: 
         projection_dim=h,
     )
     model = BlipForConditionalGeneration(config)
-    with torch.no_grad():  # see the module docstring: position must not start 50x below patch content
-        model.vision_model.embeddings.position_embedding.normal_(0.0, POSITION_STD)
-    setattr(model.config.vision_config, FIXED_PATCH_PROJECTION, True)
+    readable_position(model.vision_model, model.config.vision_config)
     normalise = dict(zip(("image_mean", "image_std"), map(list, pixel_stats))) if pixel_stats else {}
     image_processor = BlipImageProcessorPil(size={"height": cfg.image_size, "width": cfg.image_size}, **normalise)
     processor = BlipProcessor(image_processor=image_processor, tokenizer=tok)

@@ -4,7 +4,7 @@ real Blip2Processor, which adds the `<image>` token and expands it into `num_que
 
 The Q-Former's query tokens start random: transformers initialises them to zeros, and identical queries get
 identical outputs and gradients, so a model trained from scratch would never tell them apart (the real checkpoint
-arrives pretrained). The vision tower's position embeddings start at the tiny BLIP's POSITION_STD (its docstring
+arrives pretrained). The vision tower starts as the tiny BLIP's does (readable_position; blipnb.model.tiny.blip
 says why): BLIP-2's ViT is BLIP's.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from transformers import (BlipImageProcessorPil, Blip2Config, Blip2ForConditiona
                           GPT2Tokenizer)
 
 from ...config import ModelConfig
-from .blip import POSITION_STD
+from .blip import readable_position
 
 # OPT's special tokens at OPT's ids: <s> 0, <pad> 1, </s> 2 (its bos and eos), <unk> 3.
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -67,7 +67,7 @@ def build(captions: list[str], out_dir, cfg: ModelConfig, seed: int = 0, pixel_s
     model = Blip2ForConditionalGeneration(config)
     with torch.no_grad():
         model.query_tokens.normal_(0.0, 1.0)  # see the module docstring: zeros would stay identical
-        model.vision_model.embeddings.position_embedding.normal_(0.0, POSITION_STD)
+    readable_position(model.vision_model, model.config.vision_config)
     model.generation_config.update(**ids)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

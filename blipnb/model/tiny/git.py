@@ -8,7 +8,7 @@ import torch
 from transformers import CLIPImageProcessorPil, GitConfig, GitForCausalLM, GitProcessor
 
 from ...config import ModelConfig
-from .blip import train_tokenizer
+from .blip import readable_position, train_tokenizer
 
 
 def build(captions: list[str], out_dir, cfg: ModelConfig, seed: int = 0, pixel_stats=None) -> Path:
@@ -24,6 +24,7 @@ def build(captions: list[str], out_dir, cfg: ModelConfig, seed: int = 0, pixel_s
         num_attention_heads=heads, max_position_embeddings=128,
         bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
     model = GitForCausalLM(config)
+    readable_position(model.git.image_encoder, model.config.vision_config)  # as the tiny BLIP, for the same reason
     model.generation_config.update(bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
                                    pad_token_id=tok.pad_token_id)
     size = cfg.image_size

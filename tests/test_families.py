@@ -266,3 +266,16 @@ def test_family_blip2_with_an_encoder_decoder_language_model_is_refused_in_one_l
     with pytest.raises(UnsupportedFamily, match="use an OPT one") as err:
         family_of(model).check_model(model)
     assert "\n" not in str(err.value)
+
+
+def test_family_florence2_runs_every_notebook_in_process(tmp_path, no_java):
+    """01 -> 05 with a tiny Florence-2 (encoder-decoder, task token) built from scratch: 02 trains it, 03 scores
+    it against its starting model, 04 and 05 read what 03 wrote."""
+    from inprocess import run_suite
+
+    namespaces = run_suite(tmp_path / "run", family="florence2", sample_train=32)
+    run = runs.RunDir(tmp_path / "run")
+    metrics = runs.read_json(run / runs.METRICS)
+    assert family_of(namespaces["03_evaluate"]["models"]["fine-tuned"][0]).name == "florence2"
+    assert len(runs.read_jsonl(run / runs.PREDICTIONS)) == metrics["results"]["fine-tuned"]["n_images"] == 16
+    assert (run / runs.ERROR_ANALYSIS).is_file() and (run / "captions.csv").is_file()

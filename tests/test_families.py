@@ -15,7 +15,6 @@ from PIL import Image
 from blipnb import runs
 from blipnb.config import ModelConfig, ParameterError, TrainConfig, build_config
 from blipnb.model.collate import CaptionCollator
-from blipnb.model.deploy import write_endpoint
 from blipnb.model.generation import caption_batch
 from blipnb.model.modeling import check_family_settings, load_model
 from blipnb.model.tiny import build_tiny

@@ -26,13 +26,24 @@ def decoding_differs_lines(metrics: dict) -> list[str]:
             "decoded the run's way; these results use the settings above."]
 
 
+def card_family(cfg: Config):
+    """The run's captioner family: the one built from scratch, else the one its export's config.json names."""
+    from ..runtime.families import family_named, family_of_folder
+
+    if cfg.model.from_scratch:
+        return family_named(cfg.model.family)
+    return family_of_folder(Path(cfg.run_dir) / runs.MODEL_DIR) or family_named("blip")
+
+
 def model_card(cfg: Config, metrics: dict, train_results: dict | None = None) -> str:
     """Markdown model card: data, split sizes, recipe, decoding, metrics with CIs, the baseline, limitations."""
     prov = metrics.get("provenance", {})
     result = metrics["results"][FINETUNED]
+    family = card_family(cfg)
     lines = [
-        "---", "library_name: transformers", "pipeline_tag: image-to-text", "tags: [blip, image-captioning, blipnb]",
-        "---", "", f"# BLIP captioner fine-tuned with blipnb on `{cfg.data.source}`", "",
+        "---", "library_name: transformers", "pipeline_tag: image-to-text",
+        f"tags: [{family.name}, image-captioning, blipnb]",
+        "---", "", f"# {family.title} captioner fine-tuned with blipnb on `{cfg.data.source}`", "",
         f"Started from `{metrics['models'].get(BASELINE, cfg.model.model_id)}`; written by blipnb "
         f"{metrics.get('blipnb_version')} (git {prov.get('git_commit') or 'unknown'}).", "",
         "## Data", "",
@@ -124,8 +135,8 @@ def limitations(cfg: Config, metrics: dict) -> list[str]:
         out.append("Trained and tested on blipnb's synthetic shapes dataset: it describes coloured shapes in image "
                    "quadrants and nothing else; its scores say nothing about real photographs.")
     if cfg.model.from_scratch:
-        out.append("A tiny BLIP built from scratch (not pretrained): a demonstration of the pipeline, not a "
-                   "general captioner.")
+        out.append(f"A tiny {card_family(cfg).title} built from scratch (not pretrained): a demonstration of the "
+                   "pipeline, not a general captioner.")
     out.append("Metrics compare against the reference captions of one dataset; a correct caption phrased "
                "differently scores low. Look at the error analysis (notebook 04) before relying on a number.")
     return out

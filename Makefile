@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test venv bench lint clean params
+.PHONY: demo compare test venv bench lint clean params
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ venv: $(VENV)/.installed
 
 demo: venv
 	$(VENV)/bin/blipnb run-all -f notebooks/params/sample.yaml --out runs/sample
+
+# Optional, offline: a tiny GIT trained on the demo's sample with the demo's recipe (GIT has no pixel cache), then
+# both runs compared on the same test images. Runs the demo first when runs/sample has no scores yet.
+compare: venv
+	test -f runs/sample/metrics.json || $(MAKE) demo
+	$(VENV)/bin/blipnb run-all -f notebooks/params/sample.yaml -p family git -p pixel_cache false --out runs/sample-git
+	$(VENV)/bin/blipnb compare runs/sample runs/sample-git --out runs/compare
 
 NBVAL_DIR := .nbval
 # One pytest session: first nbval runs each notebook once, cell by cell, prepared with the smoke parameters into

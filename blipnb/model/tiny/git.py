@@ -16,6 +16,7 @@ def build(captions: list[str], out_dir, cfg: ModelConfig, seed: int = 0, pixel_s
     it normalises with `pixel_stats` (the train images' per-channel mean and std) when given."""
     torch.manual_seed(seed)
     tok = train_tokenizer(captions, cfg.vocab_size)
+    tok.bos_token = tok.cls_token  # GIT's text starts with [CLS] (BLIP's [DEC] is unused here)
     h, layers, heads = cfg.hidden_size, cfg.num_layers, cfg.num_heads
     config = GitConfig(
         vision_config=dict(hidden_size=h, intermediate_size=4 * h, num_hidden_layers=layers,

@@ -173,16 +173,20 @@ def compare_section(files: list[tuple[str, dict]]) -> list[str]:
     return out
 
 
-def compare_table(d: dict) -> list[str]:
-    """The comparison's table (also the README's): per run its family and training time, every metric with its
-    interval, each pair's paired difference, and 04's attribute accuracies; then the machine and the command."""
+README_METRICS = ("Bleu_4", "METEOR", "CIDEr")  # the README's shorter table; the results page has every metric
+README_ATTRIBUTES = ("shape", "position", "all")
+
+
+def compare_table(d: dict, metric_keys=tuple(m[0] for m in DEMO_METRICS), attributes_shown=ATTRIBUTES) -> list[str]:
+    """The comparison's table: per run its family and training time, each metric with its interval, each pair's
+    paired difference, and 04's attribute accuracies; then the machine and the command."""
     c, m = d["comparison"], d["machine"]
     labels = list(c["runs"])
     pair = c["pairs"][0]
     a, b = (c["runs"][pair[k]].get("family") or pair[k] for k in ("a", "b"))
-    header = ["", *(c["runs"][k].get("family") or k for k in labels), f"{a} − {b} [95% CI]", f"P({a} beats {b})"]
-    rows = [["training (02)", *(f"{num(c['runs'][k].get('train_seconds'), 0)} s" for k in labels), "", ""]]
-    for key, title, decimals in DEMO_METRICS:
+    header = ["", *(c["runs"][k].get("family") or k for k in labels), f"{a} − {b} [CI]", f"P({a} beats {b})"]
+    rows = [["training (02)", *(f"{num(c['runs'][k].get('train_seconds'), 1)} s" for k in labels), "", ""]]
+    for key, title, decimals in (m for m in DEMO_METRICS if m[0] in metric_keys):
         values = [c["results"][k]["metrics"].get(key) for k in labels]
         if any(v is None for v in values):
             continue
@@ -195,10 +199,10 @@ def compare_table(d: dict) -> list[str]:
     attributes = [c["runs"][k].get("attributes") or {} for k in labels]
     if all(attributes):
         rows += [[f"{name} accuracy (04)", *(num(a.get(name), 3) for a in attributes), "", ""]
-                 for name in ATTRIBUTES]
+                 for name in attributes_shown]
     memory = f", {num(m['memory_gb'], 1)} GB memory" if m.get("memory_gb") else ""
     return table(header, rows) + [
-        "", f"{c['n_images']} test images of the sample, {c['n_bootstrap']} bootstrap resamples; one run each, on "
+        f"{c['n_images']} test images of the sample, {c['n_bootstrap']} bootstrap resamples; one run each, on "
         f"{m['cpu_model']} ({m['cpu_count']} cores{memory}), `{d['command']}`, recorded from "
         f"`{c['runs'][labels[0]]['run_dir']}` and `{c['runs'][labels[1]]['run_dir']}`."]
 
@@ -215,7 +219,8 @@ def readme_with_comparison(text: str, results: Path = RESULTS) -> str:
         return text
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
-    return head + README_START + "\n" + "\n".join(compare_table(files[-1][1])) + "\n" + README_END + tail
+    table_lines = compare_table(files[-1][1], README_METRICS, README_ATTRIBUTES)
+    return head + README_START + "\n" + "\n".join(table_lines) + "\n" + README_END + tail
 
 
 def serve_section(files: list[tuple[str, dict]]) -> list[str]:

@@ -26,3 +26,20 @@ def tiny_config(run_dir, **overrides):
     if not params["from_scratch"]:  # a model loaded from a folder brings its own sizes: TINY's would be refused
         params = {k: v for k, v in params.items() if k not in FROM_SCRATCH or k in overrides}
     return build_config(params)
+
+
+def without_dropout(model_dir):
+    """Set every dropout and drop-path probability in a saved model's config.json to 0: two processes draw other
+    masks than one, so an exact equivalence between them holds only without them."""
+    import json
+    from pathlib import Path
+
+    path = Path(model_dir) / "config.json"
+
+    def zeroed(node):
+        if isinstance(node, dict):
+            return {k: 0.0 if "drop" in k and isinstance(v, float) else zeroed(v) for k, v in node.items()}
+        return node
+
+    path.write_text(json.dumps(zeroed(json.loads(path.read_text())), indent=2))
+    return model_dir

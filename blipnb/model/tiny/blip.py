@@ -81,6 +81,16 @@ def patch_projection(vision: torch.nn.Module) -> torch.nn.Module:
     return next(m for name, m in vision.named_modules() if name.endswith("embeddings.patch_embedding"))
 
 
+def saved(model, processor, out_dir) -> Path:
+    """`model` and `processor` saved with save_pretrained into `out_dir` (made if missing), which is returned: a
+    tiny model then loads through the same path as a hub checkpoint."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
 def build(captions: Iterable[str], out_dir: str | Path, cfg: ModelConfig, seed: int = 0,
                     pixel_stats: tuple[tuple, tuple] | None = None) -> Path:
     """Build an untrained small BLIP with a tokenizer trained on `captions`, save it to `out_dir`, return the path.
@@ -110,8 +120,4 @@ def build(captions: Iterable[str], out_dir: str | Path, cfg: ModelConfig, seed: 
     normalise = dict(zip(("image_mean", "image_std"), map(list, pixel_stats))) if pixel_stats else {}
     image_processor = BlipImageProcessorPil(size={"height": cfg.image_size, "width": cfg.image_size}, **normalise)
     processor = BlipProcessor(image_processor=image_processor, tokenizer=tok)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return saved(model, processor, out_dir)

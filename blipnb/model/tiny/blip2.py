@@ -17,7 +17,7 @@ from transformers import (BlipImageProcessorPil, Blip2Config, Blip2ForConditiona
                           GPT2Tokenizer)
 
 from ...config import ModelConfig
-from .blip import readable_position
+from .blip import readable_position, saved
 
 # OPT's special tokens at OPT's ids: <s> 0, <pad> 1, </s> 2 (its bos and eos), <unk> 3.
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -69,8 +69,4 @@ def build(captions: list[str], out_dir, cfg: ModelConfig, seed: int = 0, pixel_s
         model.query_tokens.normal_(0.0, 1.0)  # see the module docstring: zeros would stay identical
     readable_position(model.vision_model, model.config.vision_config)
     model.generation_config.update(**ids)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return saved(model, processor, out_dir)

@@ -17,6 +17,7 @@ from transformers import (BartConfig, BartTokenizer, CLIPImageProcessorPil, Flor
                           Florence2ForConditionalGeneration, Florence2Processor)
 
 from ...config import ModelConfig
+from .blip import saved
 
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # BART's ids 0-4, as in the real checkpoint
 IMAGE_TOKEN = "<image>"
@@ -82,8 +83,4 @@ def build(captions: list[str], out_dir, cfg: ModelConfig, seed: int = 0, pixel_s
     size = {"height": cfg.image_size, "width": cfg.image_size}
     image_processor = CLIPImageProcessorPil(size=size, crop_size=size, do_center_crop=False, resample=3,
                                             image_mean=mean, image_std=std, image_seq_length=image_tokens)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    Florence2Processor(image_processor=image_processor, tokenizer=tok).save_pretrained(out_dir)
-    return out_dir
+    return saved(model, Florence2Processor(image_processor=image_processor, tokenizer=tok), out_dir)

@@ -13,7 +13,7 @@ import torch
 from transformers import CLIPImageProcessorPil, GitConfig, GitForCausalLM, GitProcessor
 
 from ...config import ModelConfig
-from .blip import train_tokenizer
+from .blip import saved, train_tokenizer
 
 
 def build(captions: list[str], out_dir, cfg: ModelConfig, seed: int = 0, pixel_stats=None) -> Path:
@@ -36,8 +36,4 @@ def build(captions: list[str], out_dir, cfg: ModelConfig, seed: int = 0, pixel_s
     normalise = dict(zip(("image_mean", "image_std"), map(list, pixel_stats))) if pixel_stats else {}
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
                                             **normalise)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    GitProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(out_dir)
-    return out_dir
+    return saved(model, GitProcessor(image_processor=image_processor, tokenizer=tok), out_dir)

@@ -13,6 +13,7 @@ from transformers import (GemmaTokenizer, PaliGemmaConfig, PaliGemmaForCondition
                           SiglipImageProcessorPil)
 
 from ...config import ModelConfig
+from .blip import saved
 
 # Gemma's own order: pad 0, eos 1, bos 2, unk 3, mask 4.
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
@@ -65,8 +66,4 @@ def build(captions: list[str], out_dir, cfg: ModelConfig, seed: int = 0, pixel_s
         image_token_index=processor.image_token_id, vocab_size=len(tok), projection_dim=h, hidden_size=h, **ids)
     model = PaliGemmaForConditionalGeneration(config)
     model.generation_config.update(**ids)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return saved(model, processor, out_dir)

@@ -16,6 +16,7 @@ from transformers import (Idefics3ImageProcessorPil, Idefics3Processor, PreTrain
                           SmolVLMForConditionalGeneration)
 
 from ...config import ModelConfig
+from .blip import saved
 from ...runtime.families.smolvlm import SMOLVLM
 
 PAD, BOS, END = "<|endoftext|>", "<|im_start|>", "<end_of_utterance>"
@@ -73,8 +74,4 @@ def build(captions: list[str], out_dir, cfg: ModelConfig, seed: int = 0, pixel_s
                                                 max_image_size={"longest_edge": size}, **normalise)
     processor = Idefics3Processor(image_processor=image_processor, tokenizer=tok,
                                   image_seq_len=side * side // (scale * scale), chat_template=CHAT_TEMPLATE)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return saved(model, processor, out_dir)

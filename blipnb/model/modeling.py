@@ -1,4 +1,4 @@
-"""Load BLIP and its processor from the hub or a local dir, or build a tiny one from scratch offline."""
+"""Load a captioner and its processor from the hub or a local dir, or build a tiny one from scratch offline."""
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +8,7 @@ import torch
 
 from ..errors import ModelUnavailable, ParameterError, offline_hint
 from ..runtime.captioner import load_captioner
-from ..runtime.families import UnsupportedFamily, family_named, family_of, family_of_folder
+from ..runtime.families import UnsupportedFamily, family_named, family_of
 
 
 def load_model(model_id: str | Path, attn_implementation: str = "sdpa", device: str | None = None):
@@ -17,13 +17,8 @@ def load_model(model_id: str | Path, attn_implementation: str = "sdpa", device: 
     transformers' own SDPA elsewhere."""
     model_id = str(model_id)
     local = Path(model_id).exists()
-    family = family_of_folder(model_id) if local else None
-    patched = family is None or "sdpa_patch" in family.fast_paths
-    if not patched and attn_implementation == "sdpa" and not _has_sdpa(model_id):
-        attn_implementation = "eager"
-        print(f"{family.title} has no SDPA attention in transformers: its attention runs eager")
     try:
-        model, processor = load_captioner(model_id, None if patched else attn_implementation)
+        model, processor = load_captioner(model_id, attn_implementation)
     except UnsupportedFamily as e:
         raise ModelUnavailable(str(e)) from None
     except (OSError, ValueError) as e:  # no such folder or hub id, or a folder without a model
@@ -37,15 +32,6 @@ def load_model(model_id: str | Path, attn_implementation: str = "sdpa", device: 
     if device:
         model.to(device)
     return model, processor
-
-
-def _has_sdpa(model_dir: str) -> bool:
-    """Whether transformers' class for the model folder's architecture has an SDPA attention path."""
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
-
-    config = AutoConfig.from_pretrained(model_dir)
-    return bool(getattr(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING[type(config)], "_supports_sdpa", False))
 
 
 def prepare_for_training(model, freeze_vision: bool = False, label_smoothing: float = 0.0):

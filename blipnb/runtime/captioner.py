@@ -13,7 +13,7 @@ import torch
 
 from .consensus import consensus_order, seeded_draws
 from .decoding import Decoding
-from .families import family_of, family_of_folder
+from .families import family_for_type, family_of
 
 
 def caption_inputs(model, processor, images: list, decoding: Decoding) -> dict:
@@ -82,18 +82,24 @@ def group_by_decoding(decodings: list[Decoding]) -> list[list[int]]:
 
 def load_captioner(model_dir: str, attn_implementation: str | None = None):
     """(model, processor) of a hub id or model folder, by its config's model_type (blipnb.runtime.families
-    names the ones supported); safetensors only, never remote code."""
+    names the ones supported); safetensors only, never remote code. `attn_implementation` (sdpa or eager) goes to
+    transformers for every family but BLIP, whose SDPA is blipnb's own patch (blipnb.model.sdpa); a class without
+    SDPA runs eager and says so. None keeps transformers' default."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
-    family = family_of_folder(model_dir)
-    if family is None:  # a hub id: its config says
-        from .families import family_for_type
-
-        family_for_type(AutoConfig.from_pretrained(model_dir).model_type, repr(model_dir))
+    config = AutoConfig.from_pretrained(model_dir)
+    family = family_for_type(config.model_type, repr(str(model_dir)))
+    kwargs = {}
+    if attn_implementation and "sdpa_patch" not in family.fast_paths:
+        if attn_implementation == "sdpa" and not getattr(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING[type(config)],
+                                                         "_supports_sdpa", False):
+            print(f"{family.title} has no SDPA attention in transformers: its attention runs eager")
+            attn_implementation = "eager"
+        kwargs["attn_implementation"] = attn_implementation
     processor = with_pil_images(AutoProcessor.from_pretrained(model_dir))
-    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, use_safetensors=True, **kwargs)
-    family_of(model).check_model(model)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, config=config, use_safetensors=True, **kwargs)
+    family.check_model(model)
     return model, processor
 
 

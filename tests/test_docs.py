@@ -43,7 +43,7 @@ def test_the_phrase_check_catches_what_it_should_and_spares_function_names():
     for bad in (f"scripts for {_TICKET} 5", f"see {_TICKET.title()} #3", f"The {_PERIOD} that built these",
                 f"over earlier {_PERIOD}s", "three runs on one after" + "noon"):
         assert BUILD_TALK.search(bad), bad
-    for fine in ("meteor_session(scorer)", "once per test session", "a tissue 5 cm wide"):
+    for fine in (f"meteor_{_PERIOD}(scorer)", f"once per test {_PERIOD}", "a tissue 5 cm wide"):
         assert not BUILD_TALK.search(fine), fine
 
 

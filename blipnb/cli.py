@@ -92,7 +92,7 @@ def compare(args) -> int:
     from .notebook.viz import plot_run_comparison
 
     out = Path(args.out)
-    comparison = compare_runs(args.runs, out, n_boot=args.n_bootstrap, seed=args.seed)
+    comparison = compare_runs(args.runs, out, n_boot=args.n_bootstrap, seed=args.seed, clip_model=args.clip_model)
     plot_run_comparison(comparison).savefig(out / runs.COMPARISON_FIGURE, dpi=120, bbox_inches="tight")
     print((out / runs.COMPARISON_REPORT).read_text())
     for name in (runs.COMPARISON_REPORT, runs.COMPARISON, runs.COMPARISON_FIGURE):
@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     scoring = EvalConfig()
     co.add_argument("--n-bootstrap", type=int, help=f"bootstrap resamples of images (default {scoring.n_bootstrap})")
     co.add_argument("--seed", type=int, help=f"seed of the resampling (default {scoring.bootstrap_seed})")
+    co.add_argument("--clip-model", help=f"CLIP for CLIP-S and RefCLIP-S, a hub id or a folder ('': off; default "
+                                         f"{scoring.clip_model})")
     # Listed for --help only: main() hands `blipnb serve ...` to blipnb.serve, whose options need torch to build.
     sub.add_parser("serve", help="caption images over HTTP with dynamic batching: blipnb serve MODEL_DIR --port P "
                                  "(see blipnb serve --help)")

@@ -15,7 +15,7 @@ from blipnb.config import GenerationConfig
 from blipnb.data import split_hashes
 from blipnb.errors import MissingRunFile, RunsNotComparable
 from blipnb.evaluation.compare import compare_runs, run_labels
-from blipnb.schema import CIDER, HUMAN_CEILING, IMAGE_ID, METEOR, METRIC_KEYS, SPICE
+from blipnb.schema import CIDER, HUMAN_CEILING, IMAGE_ID, METEOR, METRIC_KEYS, NGRAM_KEYS, SPICE
 from blipnb.scoring.ceiling import CEILING_LABEL
 
 COLOURS = ("red", "blue", "green", "yellow", "purple")
@@ -73,7 +73,7 @@ def pair(comparison, a, b):
 def test_compare_a_clearly_better_run_wins_with_an_interval_above_zero(compared):
     comparison, _, _ = compared
     assert [(p["a"], p["b"]) for p in comparison["pairs"]] == [("good", "bad"), ("good", "middle"), ("bad", "middle")]
-    scored = [k for k in METRIC_KEYS if comparison["results"]["good"]["metrics"][k] is not None]
+    scored = [k for k in NGRAM_KEYS if comparison["results"]["good"]["metrics"][k] is not None]
     assert CIDER in scored and METEOR not in scored and SPICE not in scored  # no Java: null, with the reason
     good_bad = pair(comparison, "good", "bad")
     for key in scored:
@@ -114,7 +114,8 @@ def test_compare_figure_has_bars_per_run_and_a_difference_per_pair(compared):
 
     comparison, _, _ = compared
     fig = plot_run_comparison(comparison)
-    unit_bars, _, _, unit_diffs, _, _ = fig.axes  # 0-1, 0-10 and 0-100 scales; bars above, differences below
+    columns = len(fig.axes) // 2  # a column per scale (0-1 first); bars above, differences below
+    unit_bars, unit_diffs = fig.axes[0], fig.axes[columns]
     assert sum(isinstance(c, BarContainer) for c in unit_bars.containers) == 4  # three runs and the ceiling
     series = [c for c in unit_diffs.containers if isinstance(c, ErrorbarContainer)]
     assert [len(c.lines[0].get_xdata()) for c in series] == [5, 5, 5]  # one per pair; BLEU-1..4, ROUGE-L
@@ -129,7 +130,9 @@ def test_compare_a_run_against_itself_differs_by_zero(tmp_path, no_java):
     for p in comparison["pairs"]:
         for key in METRIC_KEYS:
             row = p["metrics"][key]
-            if row["diff"] is not None:
+            if row["diff"] is not None and row["low"] is None:  # distinct-n and vocabulary have no interval
+                assert row["diff"] == 0 and row["p_a_wins"] is None and "whole set" in row["note"], (key, row)
+            elif row["diff"] is not None:
                 assert row["diff"] == row["low"] == row["high"] == 0 and row["p_a_wins"] == 0, (key, row)
 
 

@@ -12,7 +12,7 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 from sacrebleu.metrics import BLEU as SacreBLEU
 
-from blipnb.schema import BLEU, CIDER, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SCALE, SPICE
+from blipnb.schema import BLEU, CIDER, METEOR, METRIC_KEYS, NGRAM_KEYS, ROUGE_L, SACREBLEU, SCALE, SPICE
 from blipnb.scoring import coco as scoring
 from blipnb.scoring.ptb import python_ptb_tokenize
 from blipnb.scoring import (
@@ -88,7 +88,7 @@ def test_quick_scores_match_the_full_scoring(scored):
 def test_result_is_strict_json_and_self_describing(scored):
     """Result round-trips through strict JSON and records tokenizer, scale, sizes and missing metrics."""
     assert json.loads(json.dumps(scored, allow_nan=False)) == scored
-    assert set(scored["metrics"]) == set(METRIC_KEYS)
+    assert set(scored["metrics"]) == set(NGRAM_KEYS)
     assert scored["tokenizer"] == "ptb" and scored["scale"] == SCALE
     assert scored["n_images"] == 6 and sorted(scored["per_image"]) == sorted(PREDICTIONS)
     assert scored["refs_per_image"] == {"min": 1, "mean": pytest.approx(16 / 6), "max": 5}
@@ -246,10 +246,10 @@ def test_report_puts_models_side_by_side():
     metrics = {"results": {"fine-tuned": tuned, "baseline": base}, "split": "test", "source": "sample"}
     rows = {row["metric"]: row for row in report_rows(metrics)}
     assert rows[CIDER]["fine-tuned"] == "0.7500" and rows[CIDER]["baseline"] == "0.2500"
-    assert rows["n images"] == {"metric": "n images", "fine-tuned": "7", "baseline": "7"}
+    assert rows["n images"] == {"group": "counts", "metric": "n images", "fine-tuned": "7", "baseline": "7"}
     table = format_report(metrics)
     assert "0.7500" in table and "25.00" in table and "n/a" in table
-    assert "SPICE unavailable (baseline): disabled (do_spice=False)" in table and "0-100" in table
+    assert "SPICE unavailable (fine-tuned, baseline): disabled (do_spice=False)" in table and "0-100" in table
 
 
 @needs_java

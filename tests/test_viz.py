@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from blipnb.notebook import viz
-from blipnb.schema import METRIC_KEYS
+from blipnb.schema import NGRAM_KEYS
 
 
 def bars(ax) -> int:
@@ -42,7 +42,7 @@ def test_training_curves_without_eval_entries_say_so():
 
 
 def result(base: float, spice_reason: str | None = "disabled (do_spice=False)"):
-    metrics = {k: base for k in METRIC_KEYS}
+    metrics = {k: base for k in NGRAM_KEYS}
     metrics["CIDEr"], metrics["sacreBLEU"] = base * 5, base * 100
     unavailable = {}
     if spice_reason:
@@ -54,7 +54,7 @@ def result(base: float, spice_reason: str | None = "disabled (do_spice=False)"):
 
 METRICS = {"split": "test", "n_images": 10, "results": {"fine-tuned": result(0.3), "baseline": result(0.1)},
            "comparison": {k: {"a": 0.3, "b": 0.1, "diff": 0.2, "low": 0.1, "high": 0.3, "p_a_wins": 0.97}
-                          for k in METRIC_KEYS} | {"SPICE": {"a": None, "b": None, "diff": None, "low": None,
+                          for k in NGRAM_KEYS} | {"SPICE": {"a": None, "b": None, "diff": None, "low": None,
                                                              "high": None, "p_a_wins": None}}}
 
 

@@ -54,11 +54,19 @@ class EvalConfig:
                                   "comma-separated, as blipnb compare does ('': none)")
     plausible_cider: Optional[float] = param(None, "override the source's plausible CIDEr ceiling of the "
                                                    "sanity check")
+    clip_model: str = param("openai/clip-vit-base-patch32", "CLIP for CLIP-S and RefCLIP-S: a hub id or a local "
+                                                            "folder ('': off)")
+    coco_instances: str = param("", "COCO instance annotations (instances_*.json; comma-separated for several) for "
+                                    "object hallucination (CHAIR) on coco_karpathy or coco_json ('': none)")
 
     def __post_init__(self):
         one_of("eval_split", self.eval_split, SPLITS)
         at_least("spice_subsample", self.spice_subsample, 1)
         at_least("n_bootstrap", self.n_bootstrap, 0)
+
+    def instance_files(self) -> list[str]:
+        """coco_instances as a list of files."""
+        return [path.strip() for path in self.coco_instances.split(",") if path.strip()]
 
     def comparison_runs(self) -> list[str]:
         """compare_with as a list of run directories."""

@@ -14,6 +14,7 @@ from datasets import DatasetDict
 from PIL import Image, ImageDraw
 
 from ..runs import write_text
+from ..schema import IMAGE_ID
 from .local import load_folder
 
 # Visually distinct RGB values, far apart in hue so a tiny model (and a human) can tell them apart.
@@ -32,6 +33,7 @@ COUNTS = {1: "one", 2: "two", 3: "three", 4: "four"}
 SYNONYMS = {"large": ("big",), "small": ("little",), "top": ("upper",), "bottom": ("lower",), "one": ("single",)}
 MARKER = "sample.json"  # written last: its presence with the same params means the sample is complete
 METADATA = "metadata.jsonl"
+ATTRIBUTES = "attributes"  # the sample's extra column: a JSON string of the ground truth of each image
 
 _SINGLE_TEMPLATES = (
     "a {np} in the {pos}",
@@ -74,7 +76,7 @@ def make_sample(out_dir, n_train: int, n_validation: int, n_test: int, image_siz
             attributes = {"count": len(objects), "hard": hard,
                           "objects": [{k: o[k] for k in ("shape", "colour", "size", "position")} for o in objects]}
             rows.append({"file_name": name, "captions": _captions(objects, rng), "split": split,
-                         "attributes": json.dumps(attributes, sort_keys=True)})
+                         ATTRIBUTES: json.dumps(attributes, sort_keys=True)})
     write_text(out / METADATA, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     write_text(out / MARKER, json.dumps(params, sort_keys=True) + "\n")
     return out
@@ -94,6 +96,25 @@ def is_complete(out_dir, params: dict) -> bool:
         return json.loads(marker.read_text()) == params and (Path(out_dir) / METADATA).exists()
     except (OSError, ValueError):
         return False
+
+
+def sample_attributes(split) -> dict[str, dict] | None:
+    """{image_id: the sample's ground truth} from the split's `attributes` column, or None when there is no such
+    column or any value is not the sample's JSON (an object whose `objects` list each name a shape)."""
+    if ATTRIBUTES not in split.column_names:
+        return None
+    table = split.select_columns([IMAGE_ID, ATTRIBUTES])
+    truth = {}
+    for image_id, value in zip(table[IMAGE_ID], table[ATTRIBUTES]):
+        try:
+            parsed = json.loads(value)
+        except (TypeError, ValueError):
+            return None
+        objects = parsed.get("objects") if isinstance(parsed, dict) else None
+        if not isinstance(objects, list) or not all(isinstance(o, dict) and "shape" in o for o in objects):
+            return None
+        truth[str(image_id)] = parsed
+    return truth
 
 
 def parse_attributes(caption: str) -> dict:

@@ -7,14 +7,15 @@ from .. import runs
 from ..config import Config
 from ..schema import BLEU, CIDER, HUMAN_CEILING, METEOR
 from ..scoring.ceiling import CEILING_LABEL
-from .report import format_value, markdown_table, report_rows, shared_warnings, table_notes
+from .report import (DIRECTION_NOTE, format_value, markdown_table, report_rows, shared_warnings, table_notes,
+                     unavailable_lines)
 from .run import BASELINE, FINETUNED
 
 _RECIPE = ("epochs", "learning_rate", "weight_decay", "lr_scheduler", "warmup_ratio", "batch_size",
            "grad_accum_steps", "label_smoothing", "finetune_method", "max_txt_len", "precision", "seed")
 _LORA = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")  # listed when finetune_method is lora
 _DECODING = ("num_beams", "max_new_tokens", "min_new_tokens", "length_penalty", "do_sample", "consensus_samples",
-             "temperature", "prompt")
+             "temperature", "repetition_penalty", "no_repeat_ngram_size", "prompt")
 
 
 def decoding_differs_lines(metrics: dict) -> list[str]:
@@ -66,7 +67,9 @@ def model_card(cfg: Config, metrics: dict, train_results: dict | None = None) ->
               "- Captions are generated from pixels only (plus the fixed prompt above); no reference is ever fed in.",
               *decoding_differs_lines(metrics), "", "## Results", "",
               f"pycocoevalcap metrics on a 0–1 scale (sacreBLEU 0–100), tokenizer: {result['tokenizer']}. "
-              "Brackets: 95% bootstrap CI over images; the difference is a paired bootstrap on the same images.",
+              "Brackets: 95% bootstrap CI over images; the difference is a paired bootstrap on the same images. "
+              f"Beyond the n-gram metrics: CLIP-S and RefCLIP-S (embedding), CHAIR (objects named that are not in the "
+              f"image) and degeneration (repeats, diversity, copies of training captions, length); {DIRECTION_NOTE}.",
               "", *markdown_table(report_rows(metrics)), ""]
     lines += human_ceiling_lines(metrics)
     lines += ["## Known limitations", ""]
@@ -127,9 +130,7 @@ def recipe_lines(cfg: Config) -> list[str]:
 
 def limitations(cfg: Config, metrics: dict) -> list[str]:
     """What a reader should know before trusting or reusing the numbers."""
-    out = []
-    for name, r in metrics["results"].items():
-        out += [f"{key} unavailable ({name}): {why}" for key, why in r.get("unavailable", {}).items()]
+    out = unavailable_lines(metrics["results"])
     out += [f"Sanity check ({', '.join(names)}): {w}" for w, names in shared_warnings(metrics).items()]
     if cfg.data.source == "sample":
         out.append("Trained and tested on blipnb's synthetic shapes dataset: it describes coloured shapes in image "

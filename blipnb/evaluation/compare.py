@@ -7,35 +7,41 @@ compared. The human ceiling is scored once: the references are the same for ever
 """
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from itertools import combinations
 from pathlib import Path
 
 from .. import runs
-from ..config import Config, DataConfig, EvalConfig
+from ..config import Config, DataConfig, EvalConfig, load_config
 from ..config.data import SOURCES
 from ..runtime.families import UnsupportedFamily, family_of_folder
 from ..errors import MissingRunFile, ParameterError, RunsNotComparable
-from ..schema import CAPTIONS, HUMAN_CEILING, IMAGE_ID, METRIC_KEYS, SPICE
+from ..schema import CAPTIONS, HUMAN_CEILING, IMAGE_ID, SPICE
+from ..data import load_captions, split_hashes
 from ..scoring import score_captions
+from ..scoring.beyond import NO_CLIP, Grounding
 from ..scoring.bootstrap import paired_comparison
 from ..scoring.ceiling import CEILING_LABEL, NO_CEILING
 from ..scoring.meteor import MeteorScorer, borrow
 from ..scoring.sanity import single_reference_note
 from ..version import __version__
-from .report import format_ci, format_value, markdown_table, report_rows, shared_warnings, table_notes
-from .run import FINETUNED, human_ceiling, score_settings, summarise, summarise_ceiling
+from .report import (scale_label, format_ci, format_value, markdown_table, report_rows, shared_warnings, table_notes,
+                     unavailable_lines)
+from .grounding import grounding
+from .run import FINETUNED, human_ceiling, score_beyond, score_settings, summarise, summarise_ceiling
 
 ROW_FIELDS = ("image_id", "prediction", "references")  # what each predictions.jsonl row must hold
 NO_SPICE = "not compared: SPICE is scored here only when every run's metrics.json has it (03 with do_spice)"
 
 
 def compare_runs(run_dirs: list, out_dir, n_boot: int | None = None, seed: int | None = None,
-                 meteor: MeteorScorer | None = None) -> dict:
+                 meteor: MeteorScorer | None = None, clip_model: str | None = None) -> dict:
     """Score every run's test predictions on the same images, with bootstrap CIs per run, a paired difference and
     P(A beats B) for every pair, and the human ceiling; write comparison.json and comparison.md into `out_dir`.
 
-    `n_boot` and `seed` default to 03's (EvalConfig). METEOR runs on `meteor`'s JVM when given (its owner closes it),
+    `n_boot`, `seed` and `clip_model` default to 03's (EvalConfig). The metrics beyond n-grams that need the images,
+    what is in them or the training captions take them from the first run's data settings (its config.json). METEOR runs on `meteor`'s JVM when given (its owner closes it),
     else on one started and stopped here. A RunsNotComparable names the runs when they cannot be paired."""
     if len(run_dirs) < 2:
         raise ParameterError(f"two or more run directories are needed to compare, got {len(run_dirs)}")
@@ -48,16 +54,19 @@ def compare_runs(run_dirs: list, out_dir, n_boot: int | None = None, seed: int |
     # Only the source is read here: the paths a source requires are never opened, so they name the first run.
     data = DataConfig(source=source if source in SOURCES else "folder", data_dir=str(run_dirs[0]),
                       annotations=str(run_dirs[0]))
-    cfg = Config(data=data, eval=EvalConfig(**_eval_settings(loaded, n_boot, seed)))
+    settings = _eval_settings(loaded, n_boot, seed) | ({} if clip_model is None else {"clip_model": clip_model})
+    cfg = Config(data=data, eval=EvalConfig(**settings))
     split = _split(ids, refs)
+    ground = _grounding(first, cfg)
     score = partial(score_captions, **score_settings(cfg))
     with borrow(meteor) as scorer:  # one JVM for every run, the ceiling and all their intervals
         scorer.start()  # loads while the first run is tokenized
-        results = {run["label"]: score(run["predictions"], refs, meteor=scorer) for run in loaded}
+        results = {run["label"]: score_beyond(run["predictions"], score(run["predictions"], refs, meteor=scorer), split,
+                                              ground) for run in loaded}
         if not cfg.eval.do_spice:  # not the user's do_spice: say why
             for result in results.values():
                 result["unavailable"][SPICE] = NO_SPICE
-        ceiling = human_ceiling(split, cfg, scorer)
+        ceiling = human_ceiling(split, cfg, scorer, ground)
         summaries = {label: summarise(result, cfg, ceiling, scorer) for label, result in results.items()}
         pairs = [{"a": a, "b": b, "metrics": paired_comparison(results[a], results[b], n_boot=cfg.eval.n_bootstrap,
                                                                seed=cfg.eval.bootstrap_seed, meteor=scorer)}
@@ -77,6 +86,25 @@ def compare_runs(run_dirs: list, out_dir, n_boot: int | None = None, seed: int |
     }
     write_comparison(comparison, out_dir)
     return comparison
+
+
+def _grounding(first: dict, cfg: Config) -> Grounding:
+    """The first run's data (its config.json) for CLIP, CHAIR and `copied`; where it cannot be loaded, or is not the
+    evaluated split any more, those metrics are null and say why (the others need only the captions)."""
+    config = Path(first["run_dir"]) / runs.CONFIG
+    reason = f"needs the run's data: {first['label']} has no {runs.CONFIG}"
+    if config.is_file():
+        try:
+            stored = load_config(config)
+            ds = load_captions(stored.data, run_dir=first["run_dir"])
+            split = ds[first["metrics"]["split"]]
+        except Exception as error:  # noqa: BLE001 - the data moved or changed: those metrics say so, the rest go on
+            reason = f"needs the run's data, which could not be loaded: {type(error).__name__}: {error}"
+        else:
+            if split_hashes({"s": split})["s"] == first["metrics"]["split_hash"]:
+                return grounding(dataclasses.replace(stored, eval=cfg.eval), split, ds["train"])
+            reason = "needs the run's data, which no longer holds the evaluated images (another split hash)"
+    return Grounding(embed_reason=reason if cfg.eval.clip_model else NO_CLIP, truth_reason=reason)
 
 
 def run_labels(run_dirs: list) -> list[str]:
@@ -194,9 +222,9 @@ def pair_rows(comparison: dict, pair: dict) -> list[dict]:
     """One row per metric of a pair: both runs' values, A - B with its paired 95% CI, P(A beats B), the ceiling."""
     a, b, ceiling = pair["a"], pair["b"], comparison.get(HUMAN_CEILING)
     rows = []
-    for key in METRIC_KEYS:
+    for key in pair["metrics"]:
         d = pair["metrics"][key]
-        row = {"metric": key, a: format_value(key, d["a"]), b: format_value(key, d["b"]),
+        row = {"metric": key, "scale": scale_label(key), a: format_value(key, d["a"]), b: format_value(key, d["b"]),
                f"{a} - {b} [95% CI]": format_ci(key, d["diff"], d["low"], d["high"]),
                f"P({a} beats {b})": "n/a" if d["p_a_wins"] is None else f"{d['p_a_wins']:.3f}"}
         if ceiling:
@@ -242,11 +270,7 @@ def comparison_report(comparison: dict) -> str:
               "0 holds across resamples of these images; other images, or another training seed, may move it.", "",
               "## Notes", ""]
     notes = ([single_reference_note(refs)] if refs < 2 else []) + table_notes(comparison)
-    missing: dict[tuple[str, str], list[str]] = {}  # (metric, reason) -> runs: said once for all the runs it concerns
-    for label, r in comparison["results"].items():
-        for key, why in r.get("unavailable", {}).items():
-            missing.setdefault((key, why), []).append(label)
-    notes += [f"{key} unavailable ({', '.join(labels)}): {why}" for (key, why), labels in missing.items()]
+    notes += unavailable_lines(comparison["results"])
     notes += [f"WARNING ({', '.join(names)}): {w}" for w, names in shared_warnings(comparison).items()
               if w not in notes]
     return "\n".join(lines + [f"- {note}" for note in notes] + [""])

@@ -1,8 +1,23 @@
 """One report formatter for the run's metrics: the table 03 and `blipnb run-all` print and the model card shows."""
 from __future__ import annotations
 
-from ..schema import HUMAN_CEILING, METEOR, METRIC_KEYS, SACREBLEU, SPICE
+from ..schema import (HUMAN_CEILING, LENGTH, LOWER_IS_BETTER, METEOR, METRIC_GROUPS, METRIC_SCALES, SACREBLEU, SPICE,
+                      VOCABULARY)
+from ..scoring.bootstrap import scored_keys
 from ..scoring.ceiling import CEILING_LABEL, NO_CEILING
+
+DIRECTION_NOTE = "scale: ↑ higher is better, ↓ lower is better (CHAIR, colour and position errors, repeats, copied)"
+
+
+def scale_label(key: str) -> str:
+    """A metric's scale and direction as the table shows it: '0-1 ↑', 'share ↓', 'words'."""
+    if key in (VOCABULARY, LENGTH):
+        return METRIC_SCALES[key]  # neither direction is better: compare with the references
+    return f"{METRIC_SCALES[key]} {'↓' if key in LOWER_IS_BETTER else '↑'}"
+
+
+def group_of(key: str) -> str:
+    return next(group for group, keys in METRIC_GROUPS.items() if key in keys)
 
 
 def report_rows(metrics: dict) -> list[dict]:
@@ -10,9 +25,10 @@ def report_rows(metrics: dict) -> list[dict]:
     human ceiling (references vs each other) beside them when it was computed."""
     results, comparison = metrics["results"], metrics.get("comparison", {})
     ceiling = metrics.get(HUMAN_CEILING)
-    rows = []
-    for key in METRIC_KEYS:
-        row = {"metric": key}
+    rows, group = [], None
+    for key in scored_keys(*results.values()):
+        row = {"group": group_of(key) if group_of(key) != group else "", "metric": key, "scale": scale_label(key)}
+        group = group_of(key)
         for name, r in results.items():
             ci = r.get("ci", {}).get(key) or {}
             row[name] = format_ci(key, r["metrics"].get(key), ci.get("low"), ci.get("high"))
@@ -25,7 +41,7 @@ def report_rows(metrics: dict) -> list[dict]:
             row[CEILING_LABEL] = format_ci(key, ceiling["metrics"].get(key), ci.get("low"), ci.get("high"))
         rows.append(row)
     both = {**results, CEILING_LABEL: ceiling} if ceiling else results
-    rows.append({"metric": "n images"} | {n: str(r["n_images"]) for n, r in both.items()})
+    rows.append({"group": "counts", "metric": "n images"} | {n: str(r["n_images"]) for n, r in both.items()})
     rows.append({"metric": "refs per image"} | {n: f"{r['refs_per_image']['mean']:.2f}" for n, r in both.items()})
     rows.append({"metric": "SPICE images"} | {n: _spice_images(r) for n, r in both.items()})
     return rows
@@ -60,6 +76,10 @@ def table_notes(metrics: dict) -> list[str]:
     if any(methods.values()):
         notes.append("METEOR intervals: " + ", ".join(f"{n} {m}" for n, m in methods.items() if m)
                      + " (exact: Java METEOR of each resample; approximate: shifted per-image mean, without Java)")
+    truths = {n: r["objects_truth"] for n, r in named.items() if r.get("objects_truth")}
+    if truths:
+        notes.append(f"CHAIR: what is in each image from {next(iter(truths.values()))}; CHAIR_i pools the objects "
+                     "named over all captions, CHAIR_s is the share of captions naming one that is not there")
     signatures = {n: r.get("sacrebleu_signature") for n, r in named.items() if r.get("sacrebleu_signature")}
     for signature in dict.fromkeys(signatures.values()):
         users = [n for n, s in signatures.items() if s == signature]
@@ -77,13 +97,30 @@ def format_report(metrics: dict) -> str:
     first = next(iter(metrics["results"].values()))
     lines.append(f"{metrics['split']} split of {metrics['source']}; scale: {first['scale']}; "
                  f"tokenizer: {first['tokenizer']}")
+    lines.append(DIRECTION_NOTE)
     lines += table_notes(metrics)
     if metrics.get("decoding_differs_from_validation"):
         lines.append("decoding differs from validation: " + ", ".join(metrics["decoding_differs_from_validation"]))
-    for name, r in metrics["results"].items():
-        lines += [f"{key} unavailable ({name}): {why}" for key, why in r.get("unavailable", {}).items()]
+    lines += unavailable_lines(metrics["results"])
     lines += [f"WARNING ({', '.join(names)}): {w}" for w, names in shared_warnings(metrics).items()]
     return "\n".join(lines)
+
+
+def unavailable_lines(results: dict) -> list[str]:
+    """'CLIP-S, RefCLIP-S unavailable (fine-tuned, baseline): <reason>': each reason said once, for every metric and
+    model it concerns."""
+    by_reason: dict[str, dict[str, list[str]]] = {}
+    for name, r in results.items():
+        for key, why in r.get("unavailable", {}).items():
+            by_reason.setdefault(why, {}).setdefault(key, [])
+            by_reason[why][key].append(name)
+    lines = []
+    for why, keys in by_reason.items():
+        groups: dict[tuple, list[str]] = {}
+        for key, names in keys.items():
+            groups.setdefault(tuple(names), []).append(key)
+        lines += [f"{', '.join(ks)} unavailable ({', '.join(names)}): {why}" for names, ks in groups.items()]
+    return lines
 
 
 def shared_warnings(metrics: dict) -> dict[str, list[str]]:
@@ -97,10 +134,13 @@ def shared_warnings(metrics: dict) -> dict[str, list[str]]:
 
 
 def format_value(key: str, value) -> str:
-    """A metric as reports show it: 4 decimals on the 0-1 scale and for CIDEr, 2 for sacreBLEU (0-100)."""
+    """A metric as reports show it: 4 decimals on the 0-1 scale, for CIDEr, CLIP-S and shares; 2 for sacreBLEU (0-100)
+    and for the mean length in words; the vocabulary in whole words."""
     if value is None:
         return "n/a"
-    return f"{value:.2f}" if key == SACREBLEU else f"{value:.4f}"
+    if key == VOCABULARY:
+        return f"{value:.0f}"
+    return f"{value:.2f}" if key in (SACREBLEU, LENGTH) else f"{value:.4f}"
 
 
 def format_ci(key: str, value, low, high) -> str:

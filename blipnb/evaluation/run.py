@@ -13,12 +13,14 @@ from ..data import split_hashes
 from ..schema import BLEU, CIDER, HUMAN_CEILING, references
 from ..scoring import sanity_check, score_captions
 from ..scoring.bootstrap import bootstrap_cis, paired_comparison
-from ..scoring.ceiling import NO_CEILING, score_ceiling
+from ..scoring.beyond import Grounding, add_beyond
+from ..scoring.ceiling import NO_CEILING, leave_one_out, score_ceiling
 from ..scoring.meteor import MeteorScorer
 from ..model.generation import caption_split
 from ..training.provenance import provenance
 from ..training.validation import caption_and_score, score_split
 from ..version import __version__
+from .grounding import grounding
 
 FINETUNED, BASELINE = "fine-tuned", "baseline"
 
@@ -30,10 +32,13 @@ def score_model(model, processor, split, cfg: Config, progress: bool = True, des
 
 
 def prediction_rows(preds: dict, result: dict, split) -> list[dict]:
-    """One row per image: id, prediction, references and that image's scores."""
+    """One row per image: id, prediction, references, that image's scores, and the objects it names that are not in
+    the image (when the data says what is)."""
     refs = references(split)
-    return [{"image_id": i, "prediction": preds[i], "references": refs[i], "scores": result["per_image"].get(i, {})}
-            for i in preds]
+    objects = result["stats"].get("objects")
+    invented = dict(zip(result["stats"]["image_ids"], objects["invented"])) if objects else {}
+    return [{"image_id": i, "prediction": preds[i], "references": refs[i], "scores": result["per_image"].get(i, {}),
+             **({"invented": invented[str(i)]} if objects else {})} for i in preds]
 
 
 def score_settings(cfg: Config) -> dict:
@@ -52,12 +57,22 @@ def summarise(result: dict, cfg: Config, ceiling: dict | None = None, meteor: Me
     return out
 
 
-def human_ceiling(split, cfg: Config, meteor: MeteorScorer | None = None) -> dict | None:
-    """The split's references scored against each other (scoring.ceiling), or None when no image has two."""
+def human_ceiling(split, cfg: Config, meteor: MeteorScorer | None = None,
+                  ground: Grounding | None = None) -> dict | None:
+    """The split's references scored against each other (scoring.ceiling), beyond n-grams too, or None when no image
+    has two."""
     refs = references(split)
     if not any(len(r) >= 2 for r in refs.values()):
         return None
-    return score_ceiling(refs, **score_settings(cfg), meteor=meteor)
+    result = score_ceiling(refs, **score_settings(cfg), meteor=meteor)
+    hypotheses, held_out, images = leave_one_out(refs)
+    return add_beyond(result, hypotheses, held_out, images, ground)
+
+
+def score_beyond(preds: dict, result: dict, split, ground: Grounding | None) -> dict:
+    """A model's n-gram result with the embedding, hallucination and degeneration metrics added."""
+    refs = references(split)
+    return add_beyond(result, preds, {k: refs[k] for k in preds}, None, ground)
 
 
 def summarise_ceiling(ceiling: dict | None, cfg: Config, split_images: int | None = None,
@@ -74,28 +89,30 @@ def summarise_ceiling(ceiling: dict | None, cfg: Config, split_images: int | Non
 
 
 def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[str, str], progress=True,
-                 meteor: MeteorScorer | None = None) -> dict:
+                 meteor: MeteorScorer | None = None, train=None) -> dict:
     """Score each (model, processor) in `models` on `split`, and the references against each other (the human
-    ceiling); write predictions and metrics into the run dir.
+    ceiling); write predictions and metrics into the run dir. With the `train` split, `copied` says how many
+    captions are a training caption verbatim.
 
     One METEOR JVM serves every score and interval: `meteor` when given (prestart_meteor(), launched earlier),
     which this evaluation takes over and closes when done, else one it starts and closes itself."""
     # Started now, so the JVM's ~10 s start overlaps the captioning, which comes first and does not need it.
     with (meteor if meteor is not None else MeteorScorer()).start() as scorer:
-        return _evaluate(cfg, split, models, model_ids, progress, scorer)
+        return _evaluate(cfg, split, models, model_ids, progress, scorer, train)
 
 
 def _evaluate(cfg: Config, split, models: dict[str, tuple], model_ids: dict[str, str], progress,
-              meteor: MeteorScorer) -> dict:
+              meteor: MeteorScorer, train=None) -> dict:
     run = runs.RunDir(cfg.run_dir).ensure()
     results, summaries = {}, {}
     # Every model captions first, while METEOR's JVM starts; then all scoring, which needs it.
     captions = {name: caption_split(model, processor, split, cfg.generation, progress=progress)
                 for name, (model, processor) in models.items()}
-    ceiling = human_ceiling(split, cfg, meteor)
+    ground = grounding(cfg, split, train, progress)
+    ceiling = human_ceiling(split, cfg, meteor, ground)
     for name, preds in captions.items():
         result = score_split(preds, split, partial(score_captions, **score_settings(cfg), meteor=meteor))
-        results[name] = result
+        results[name] = score_beyond(preds, result, split, ground)
         summaries[name] = summarise(result, cfg, ceiling, meteor)
         out = runs.PREDICTIONS if name == FINETUNED else runs.BASELINE_PREDICTIONS
         runs.write_jsonl(run / out, prediction_rows(preds, result, split))

@@ -5,29 +5,20 @@ and returns plain lists and dicts, so the tables go straight into error_analysis
 """
 from __future__ import annotations
 
-import itertools
-import json
-import re
 import statistics
 from collections import Counter
 
 import numpy as np
 
 from .. import runs
-from ..schema import IMAGE_ID, words
+from ..data.sample import ATTRIBUTES, parse_attributes, sample_attributes  # noqa: F401 - 04 uses them
+from ..schema import STOP_WORDS, words
+from ..scoring.objects import OBJECT_KEYS, match_objects
+from ..scoring.degeneration import copy_rate, normalise_caption, repeated_ngrams  # noqa: F401 - 04 calls them here
+from ..scoring.hallucination import most_hallucinated
 
 MADE_BY = "03_evaluate"
-ATTRIBUTES = "attributes"  # the sample source's extra column: a JSON string of the ground truth
 ATTRIBUTE_KEYS = ("count", "shape", "colour", "size", "position")
-# Function words that say nothing about what is in the image: skipped by word_usage and slice_scores.
-_STOP_TEXT = """
-a an the this that these those some any each every another one two three four five several many
-of in on at to into onto from with without by for over under near next behind beside above below
-up down out off through across along around against between while
-and or but as is are was were be been being has have having his her their its it they he she
-there here who which what very just also other
-"""
-STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 
 def load_predictions(run) -> tuple[list[dict], list[dict] | None]:
@@ -104,19 +95,18 @@ def word_usage(rows: list[dict], top: int = 15) -> dict:
             "underused": [t for t in reversed(table) if t["difference"] < 0][:top]}
 
 
-def normalise_caption(caption: str) -> str:
-    """Lower-case, single spaces, no trailing punctuation: the form in which a copy is recognised."""
-    return re.sub(r"[\s.!?,;:]+$", "", " ".join(caption.lower().split()))
+def hallucinated(rows: list[dict], k: int) -> list[dict]:
+    """The k captions naming the most objects that are not in the image (03 records them where the data says what
+    is there), each with a `flag` line naming them."""
+    return [{**r, "flag": "not there: " + ", ".join(r["invented"])} for r in most_hallucinated(rows, k)]
 
 
-def copy_rate(rows: list[dict], train_captions, examples: int = 5) -> dict:
-    """Share of predictions that repeat a training caption verbatim (after normalise_caption), with examples."""
-    train = {normalise_caption(c) for c in train_captions}
-    copied = [r for r in rows if normalise_caption(r["prediction"]) in train]
-    n = max(1, len(rows))
-    return {"n_images": len(rows), "copied": len(copied), "rate": len(copied) / n,
-            "distinct_predictions": len({normalise_caption(r["prediction"]) for r in rows}),
-            "examples": [{"image_id": r["image_id"], "prediction": r["prediction"]} for r in copied[:examples]]}
+def repeating(rows: list[dict], k: int) -> list[dict]:
+    """The k captions repeating the most word bigrams or trigrams ("a hat on top of a hat"), each with a `flag` line
+    naming them; ties by image id."""
+    found = [(r, repeated_ngrams(r["prediction"])) for r in rows]
+    found = sorted((x for x in found if x[1]), key=lambda x: (-len(x[1]), str(x[0]["image_id"])))
+    return [{**r, "flag": "repeats: " + ", ".join(f"'{g}'" for g in grams)} for r, grams in found[:k]]
 
 
 def bootstrap_mean_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple:
@@ -167,25 +157,6 @@ def worst_slices(slices: list[dict], k: int = 5) -> list[dict]:
     return sorted(slices, key=lambda s: (s["mean"], s["slice"]))[:k]
 
 
-def sample_attributes(split) -> dict[str, dict] | None:
-    """{image_id: the sample's ground truth} from the split's `attributes` column, or None when there is no such
-    column or any value is not the sample's JSON (an object whose `objects` list each name a shape)."""
-    if ATTRIBUTES not in split.column_names:
-        return None
-    table = split.select_columns([IMAGE_ID, ATTRIBUTES])
-    truth = {}
-    for image_id, value in zip(table[IMAGE_ID], table[ATTRIBUTES]):
-        try:
-            parsed = json.loads(value)
-        except (TypeError, ValueError):
-            return None
-        objects = parsed.get("objects") if isinstance(parsed, dict) else None
-        if not isinstance(objects, list) or not all(isinstance(o, dict) and "shape" in o for o in objects):
-            return None
-        truth[str(image_id)] = parsed
-    return truth
-
-
 def attribute_accuracy(rows: list[dict], split) -> list[dict] | None:
     """Per-attribute accuracy of predicted captions on the synthetic sample, overall and for clean vs hard images.
 
@@ -196,12 +167,11 @@ def attribute_accuracy(rows: list[dict], split) -> list[dict] | None:
       - shape / colour / size / position: share of true objects whose matched predicted object has the same value;
         the matching binds attributes to objects, so colours swapped between two shapes count as wrong;
       - count: share of images whose predicted count (the number word, else the shapes named) is right;
-      - all: share of images with the count and every attribute of every object right.
+      - all: share of images with the count and every attribute of every object right, and no other shape
+        described (so these images name nothing that is not there: their CHAIR_s is 0).
     Returns None when the split has no `attributes` column in the sample's form (only the sample has one; a
     user's own column of that name, in another form, is not mistaken for it).
     """
-    from ..data.sample import parse_attributes
-
     truth = sample_attributes(split)
     if truth is None:
         return None
@@ -217,22 +187,27 @@ def attribute_accuracy(rows: list[dict], split) -> list[dict] | None:
     return [{"images": name, **_accuracy(results)} for name, results in groups.items()]
 
 
-_OBJECT_KEYS = ("shape", "colour", "size", "position")
+def fully_right(rows: list[dict], split) -> set[str] | None:
+    """The image ids whose caption has the count and every attribute of every object right and describes no other
+    shape (attribute_accuracy's "all"); None without the sample's attributes."""
+    truth = sample_attributes(split)
+    if truth is None:
+        return None
+    out = set()
+    for r in rows:
+        judged = _judge(truth[str(r["image_id"])], parse_attributes(r["prediction"]))
+        if judged["count"] and not judged["extra"] and all(all(judged[k]) for k in OBJECT_KEYS):
+            out.add(str(r["image_id"]))
+    return out
 
 
 def _judge(gt: dict, pred: dict) -> dict:
-    """Per-object attribute hits of one caption under the best one-to-one matching, and whether the count is right."""
-    truth, said = gt["objects"], pred["objects"][:6]  # bounds the search; the sample has at most 4 shapes
-
-    def agreement(t, p):
-        return sum(t[k] == p.get(k) for k in _OBJECT_KEYS)
-
-    # None: a true object the caption leaves out. Matching a described object never scores below None.
-    slots = said + [None] * max(0, len(truth) - len(said))
-    best = max(itertools.permutations(range(len(slots)), len(truth)),
-               key=lambda perm: sum(agreement(t, slots[j]) for t, j in zip(truth, perm) if slots[j] is not None))
-    hits = {k: [slots[j] is not None and slots[j].get(k) == t[k] for t, j in zip(truth, best)] for k in _OBJECT_KEYS}
-    return {"count": pred["count"] == gt["count"], **hits}
+    """Per-object attribute hits of one caption under the best one-to-one matching (shared with the sample's
+    CHAIR), whether the count is right, and how many described shapes matched nothing."""
+    truth, said = gt["objects"], pred["objects"]
+    best = match_objects(truth, said)
+    hits = {k: [j is not None and said[j].get(k) == t[k] for t, j in zip(truth, best)] for k in OBJECT_KEYS}
+    return {"count": pred["count"] == gt["count"], "extra": len(said) - sum(j is not None for j in best), **hits}
 
 
 def _accuracy(results: list[dict]) -> dict:
@@ -240,10 +215,11 @@ def _accuracy(results: list[dict]) -> dict:
     if not results:
         return out | dict.fromkeys((*ATTRIBUTE_KEYS, "all"))
     out["count"] = statistics.fmean(r["count"] for r in results)
-    for k in _OBJECT_KEYS:
+    for k in OBJECT_KEYS:
         hits = [h for r in results for h in r[k]]
         out[k] = statistics.fmean(hits) if hits else None
-    out["all"] = statistics.fmean(r["count"] and all(all(r[k]) for k in _OBJECT_KEYS) for r in results)
+    out["all"] = statistics.fmean(r["count"] and not r["extra"] and all(all(r[k]) for k in OBJECT_KEYS)
+                                  for r in results)
     return out
 
 

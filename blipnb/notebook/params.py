@@ -48,7 +48,7 @@ CELLS = {
         "max_new_tokens", "prompt"),
     "03_evaluate": (
         "run_dir", "eval_split", "# Decoding (None: the run's, as 02 validated)", "num_beams", "max_new_tokens",
-        "consensus_samples", "# Scoring", "n_bootstrap", "do_spice",
+        "consensus_samples", "# Scoring", "n_bootstrap", "do_spice", "clip_model",
         "# Decoding sweep on validation (all empty: none)", "sweep_num_beams", "sweep_length_penalty",
         "sweep_max_new_tokens", "# Other runs on the same test images", "compare_with", "# Publishing",
         "push_to_hub", "hub_model_id"),

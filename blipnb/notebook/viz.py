@@ -18,16 +18,19 @@ from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import MaxNLocator
 
-from .analysis import STOP_WORDS, words
+from ..schema import STOP_WORDS, words
 from ..schema import CAPTIONS, IMAGE, IMAGE_ID, undecoded
-from ..schema import BLEU, CIDER, HUMAN_CEILING, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SPICE
+from ..schema import (BLEU, CHAIR_I, CHAIR_S, CIDER, CLIP_S, COLOUR_ERRORS, COPIED, HUMAN_CEILING, METEOR, METRIC_KEYS,
+                      POSITION_ERRORS, REFCLIP_S, REPEATS, ROUGE_L, SACREBLEU, SPICE)
 
 MODEL_COLOURS = {"fine-tuned": "tab:blue", "baseline": "tab:gray"}
 SPLIT_COLOURS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
 PAIR_COLOURS = colormaps["Dark2"]  # blipnb compare's pairs, apart from the runs' default colours
 PAIR_MARKERS = ("o", "s", "D", "^", "v", "P")
 # Metrics grouped by scale, each group on its own axis; the axis title names only the metrics it shows.
-SCALES = (("0-1", (*BLEU, METEOR, ROUGE_L, SPICE)), ("0-10", (CIDER,)), ("0-100", (SACREBLEU,)))
+SCALES = (("0-1", (*BLEU, METEOR, ROUGE_L, SPICE)), ("0-10", (CIDER,)), ("0-100", (SACREBLEU,)),
+          ("0-2.5", (CLIP_S, REFCLIP_S)),
+          ("share, lower is better", (CHAIR_I, CHAIR_S, COLOUR_ERRORS, POSITION_ERRORS, REPEATS, COPIED)))
 
 
 def _scale_title(scale: str, keys: list[str]) -> str:
@@ -86,12 +89,17 @@ def _available(metrics: dict) -> tuple[list[str], dict]:
     """Metric keys with a value for some model, and the reasons the others are missing."""
     results = metrics["results"]
     keys = [k for k in METRIC_KEYS if any(r["metrics"].get(k) is not None for r in results.values())]
-    reasons = {}
+    by_reason: dict[str, list[str]] = {}  # CLIP-S and RefCLIP-S share one reason: said once
     for name, r in results.items():
         for k in METRIC_KEYS:
-            if k not in keys:
-                reasons.setdefault(k, r.get("unavailable", {}).get(k) or f"null for {name}")
-    return keys, reasons
+            if k not in keys and k in r["metrics"] and k not in {x for ks in by_reason.values() for x in ks}:
+                by_reason.setdefault(r.get("unavailable", {}).get(k) or f"null for {name}", []).append(k)
+    return keys, {", ".join(ks): why for why, ks in by_reason.items()}
+
+
+def _width(groups: list) -> float:
+    """Figure width in inches for panels of these metric groups: 12, wider when many metrics are shown."""
+    return min(22.0, max(12.0, 0.8 * sum(max(2, len(ks)) for _, ks in groups)))
 
 
 def plot_metric_comparison(metrics: dict) -> Figure:
@@ -100,7 +108,7 @@ def plot_metric_comparison(metrics: dict) -> Figure:
     groups = [(label, [k for k in group if k in keys]) for label, group in SCALES]
     groups = [(label, ks) for label, ks in groups if ks]
     models = list(metrics["results"])
-    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    fig = Figure(figsize=(_width(groups), 4.5), layout="constrained")
     axes = fig.subplots(1, max(1, len(groups)), width_ratios=[max(2, len(ks)) for _, ks in groups] or None,
                         squeeze=False)[0]
     for ax, (label, ks) in zip(axes, groups):
@@ -142,7 +150,7 @@ def plot_paired_differences(comparison: dict, a: str = "fine-tuned", b: str = "b
     present = {k: v for k, v in comparison.items() if v.get("diff") is not None}
     groups = [(label, [k for k in group if k in present]) for label, group in SCALES]
     groups = [(label, ks) for label, ks in groups if ks]
-    fig = Figure(figsize=(12, 3.5), layout="constrained")
+    fig = Figure(figsize=(_width(groups), 3.5), layout="constrained")
     axes = fig.subplots(1, max(1, len(groups)), width_ratios=[max(2, len(ks)) for _, ks in groups] or None,
                         squeeze=False)[0]
     for ax, (label, ks) in zip(axes, groups):
@@ -157,7 +165,7 @@ def plot_paired_differences(comparison: dict, a: str = "fine-tuned", b: str = "b
     if not groups:
         _note(axes[0], "no metric has a difference")
     missing = sorted(set(comparison) - set(present))
-    note = f"95% paired-bootstrap CIs; P = share of resamples where {a} scores higher."
+    note = f"95% paired-bootstrap CIs; P = share of resamples where {a} scores better (lower, for shares)."
     if missing:
         note += " Not shown (null): " + ", ".join(missing) + "."
     fig.text(0.01, -0.02, note, fontsize=8, va="top", color="0.3")
@@ -176,7 +184,7 @@ def plot_run_comparison(comparison: dict) -> Figure:
         bars[CEILING_LABEL] = comparison[HUMAN_CEILING]
         styles[CEILING_LABEL] = {"color": "0.85", "hatch": "//", "edgecolor": "0.5"}
     pairs = comparison["pairs"]
-    fig = Figure(figsize=(12, 7), layout="constrained")
+    fig = Figure(figsize=(_width(groups), 7), layout="constrained")
     axes = fig.subplots(2, max(1, len(groups)), width_ratios=[max(2, len(ks)) for _, ks in groups] or None,
                         squeeze=False)
     step = 0.8 / max(1, len(pairs))
@@ -385,6 +393,8 @@ def plot_scored_gallery(rows: list[dict], split, title: str, key: str = "CIDEr",
         score = r.get("scores", {}).get(key)
         ax.set_title(f"{key} {score:.3f}" if score is not None else f"{key} n/a", fontsize=9)
         text = ["pred: " + _wrap(r["prediction"], 34, 2)] + ["ref: " + _wrap(c, 34, 2) for c in r["references"][:n_refs]]
+        if r.get("flag"):  # analysis.hallucinated / analysis.repeating: what the gallery is about
+            text.insert(1, _wrap(r["flag"], 34, 2))
         if "compared" in r:  # analysis.disagreements: the other run's caption and score beside this run's
             other = r["compared"]
             ax.set_title(f"{key} {score:.3f} vs {other['score']:.3f}", fontsize=9)

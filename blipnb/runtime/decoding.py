@@ -42,6 +42,8 @@ class Decoding:
     do_sample: bool = _setting(False, "nucleus sampling instead of search")
     top_p: float = _setting(0.9, "nucleus mass when sampling", 0.01, 1.0)
     temperature: float = _setting(1.0, "sampling temperature", 0.01, 10.0)
+    repetition_penalty: float = _setting(1.0, "above 1 makes generate avoid tokens already said (1: off)", 1.0, 5.0)
+    no_repeat_ngram_size: int = _setting(0, "no n-gram of this many tokens twice in a caption (0: off)", 0, 10)
     prompt: str = _setting("", "fixed text prefix, e.g. 'a picture of '; masked from the loss, stripped from "
                                "output", 0, 200)
     consensus_samples: int = _setting(0, "0: off; N (2 or more): draw N captions by sampling (top_p, temperature) "
@@ -133,6 +135,10 @@ class Decoding:
             kw.update(top_p=self.top_p, temperature=self.temperature)
         if self.consensus_samples:
             kw.update(num_return_sequences=self.consensus_samples)
+        if self.repetition_penalty != 1.0:
+            kw.update(repetition_penalty=self.repetition_penalty)
+        if self.no_repeat_ngram_size:
+            kw.update(no_repeat_ngram_size=self.no_repeat_ngram_size)
         return kw
 
     # ---------------------------------------------------------------- storage

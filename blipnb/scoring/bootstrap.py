@@ -20,6 +20,11 @@ Nothing is re-scored: each resample reweights the per-image statistics that ``sc
 - sacreBLEU: corpus BLEU from summed sacrebleu sufficient statistics through ``BLEU.compute_bleu``, with the
   same settings as the scored run (13a tokenizer, lower-cased, exp smoothing).
 
+Beyond n-grams (scoring.beyond): CLIP-S, RefCLIP-S, CHAIR_s, repeats, copied and length are means over captions,
+resampled like ROUGE-L; CHAIR_i, colour_errors and position_errors pool counts (objects named that are not there
+over objects named), so each resample sums the cached counts under its weights. distinct-n and vocabulary have no
+interval: a resample repeats captions, which changes them by itself.
+
 Intervals are percentile intervals over ``n_boot`` seeded resamples of images (with replacement). A result whose
 scored items are groups of one image (the human ceiling: one item per held-out reference, ``stats["groups"]``)
 resamples images, each drawn image bringing all its items, so its CI covers the choice of images like a model's.
@@ -32,12 +37,15 @@ import shutil
 import numpy as np
 from sacrebleu.metrics import BLEU as SacreBLEU
 
-from ..schema import BLEU, CIDER, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SPICE
+from ..schema import (BLEU, CHAIR_S, CIDER, CLIP_S, COPIED, LENGTH, LOWER_IS_BETTER, METEOR, METRIC_KEYS, REFCLIP_S, REPEATS,
+                      ROUGE_L, SACREBLEU, SPICE)
+from .degeneration import CORPUS_ONLY, NO_INTERVAL
+from .hallucination import RATIOS
 from .meteor import MeteorScorer, MeteorUnavailable, borrow
 
 _SMALL, _TINY = 1e-9, 1e-15  # pycocoevalcap's BleuScorer constants, so results match it to rounding
 _CHUNK_CELLS = 2_000_000  # resamples x images per weight block, bounding memory on large test sets
-_MEAN_KEYS = (METEOR, ROUGE_L, CIDER, SPICE)
+_MEAN_KEYS = (METEOR, ROUGE_L, CIDER, SPICE, CLIP_S, REFCLIP_S, CHAIR_S, REPEATS, COPIED, LENGTH)
 _NO_RESAMPLES = "n_boot=0: no bootstrap"
 EXACT, APPROXIMATE = "exact", "approximate"  # the METEOR interval's "method"
 
@@ -91,10 +99,18 @@ def _per_image(result: dict, key: str, order: list[str]):
     return np.array([np.nan if rows[i].get(key) is None else rows[i][key] for i in order], dtype=np.float64)
 
 
+def scored_keys(*results: dict) -> list[str]:
+    """The metric keys any of the results was scored on (with a value or a reason), in METRIC_KEYS order."""
+    return [k for k in METRIC_KEYS if any(k in r["metrics"] for r in results)]
+
+
 def _reasons(result: dict) -> dict[str, str]:
     """Why each metric has no interval in this result (empty for metrics that can be resampled)."""
     why = {k: f"metric unavailable: {result['unavailable'].get(k, 'not scored')}"
            for k in METRIC_KEYS if result["metrics"].get(k) is None}
+    why |= {k: NO_INTERVAL for k in CORPUS_ONLY if k not in why}
+    why |= {k: "the per-caption object counts were not cached" for k in RATIOS
+            if k not in why and "objects" not in result["stats"]}
     if SACREBLEU not in why and not (result["stats"].get("sacrebleu") or {}).get("segments"):
         why[SACREBLEU] = "sacrebleu's per-segment statistics were not cached"
     return why
@@ -136,6 +152,12 @@ def metrics_at(result: dict, weights, order: list[str] | None = None, exact_mete
         out[METEOR] = out[METEOR] + (result["metrics"][METEOR] - np.nanmean(_per_image(result, METEOR, order)))
     if SACREBLEU not in skip:
         out[SACREBLEU] = _sacrebleu_from_stats(weights, stats["sacrebleu"]["segments"], perm)
+    for key, (top, bottom) in RATIOS.items():
+        if key not in skip:
+            counts = stats["objects"]
+            num = weights @ np.asarray(counts[top], dtype=np.float64)[perm]
+            den = weights @ np.asarray(counts[bottom], dtype=np.float64)[perm]
+            out[key] = np.divide(num, den, out=np.zeros_like(num), where=den > 0)  # nothing named: nothing invented
     return out
 
 
@@ -196,7 +218,7 @@ def bootstrap_cis(result: dict, n_boot: int = 1000, seed: int = 0, level: float 
     runs on `meteor`'s JVM when given, else on one started and stopped here."""
     (draws, method), reasons = _distribution(result, n_boot, seed, meteor=meteor), _reasons(result)
     cis = {}
-    for key in METRIC_KEYS:
+    for key in scored_keys(result):
         value = result["metrics"].get(key)
         if key in draws:
             low, high = _interval(draws[key], level)
@@ -208,7 +230,8 @@ def bootstrap_cis(result: dict, n_boot: int = 1000, seed: int = 0, level: float 
 
 def paired_comparison(result_a: dict, result_b: dict, n_boot: int = 1000, seed: int = 0,
                       level: float = 0.95, meteor: MeteorScorer | None = None) -> dict:
-    """A minus B per metric with a paired-bootstrap CI and the share of resamples where A scores higher. Exact
+    """A minus B per metric with a paired-bootstrap CI and the share of resamples where A scores better (higher;
+    lower for LOWER_IS_BETTER metrics such as CHAIR). Exact
     METEOR runs on `meteor`'s JVM when given, else on one started and stopped here."""
     order = units(result_a)
     only_a = sorted(set(order) - set(units(result_b)))
@@ -223,13 +246,14 @@ def paired_comparison(result_a: dict, result_b: dict, n_boot: int = 1000, seed: 
         draws_b, meteor_b = _distribution(result_b, n_boot, seed, order, scorer)
     reasons = _reasons(result_a) | _reasons(result_b)
     out = {}
-    for key in METRIC_KEYS:
+    for key in scored_keys(result_a, result_b):
         a, b = result_a["metrics"].get(key), result_b["metrics"].get(key)
         row = {"a": a, "b": b, "diff": None if a is None or b is None else a - b}
         if key in draws_a and key in draws_b:
             diffs = draws_a[key] - draws_b[key]
             low, high = _interval(diffs, level)
-            wins = diffs[~np.isnan(diffs)] > 0
+            kept = diffs[~np.isnan(diffs)]
+            wins = kept < 0 if key in LOWER_IS_BETTER else kept > 0  # a lower CHAIR or repeat share is the win
             row |= {"low": low, "high": high, "p_a_wins": float(wins.mean()) if wins.size else None}
             if key == METEOR:
                 row["method"] = EXACT if meteor_a.get("method") == meteor_b.get("method") == EXACT else APPROXIMATE

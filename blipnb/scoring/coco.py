@@ -20,7 +20,7 @@ from pycocoevalcap.tokenizer import ptbtokenizer
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 from sacrebleu.metrics import BLEU as SacreBLEU
 
-from ..schema import BLEU, CIDER, METEOR, METRIC_KEYS, ROUGE_L, SACREBLEU, SCALE, SPICE
+from ..schema import BLEU, CIDER, METEOR, NGRAM_KEYS, ROUGE_L, SACREBLEU, SCALE, SPICE
 from .meteor import MeteorScorer, MeteorUnavailable, borrow
 from .ptb import python_ptb_tokenize
 
@@ -187,7 +187,7 @@ def score_captions(predictions, references, *, do_spice=True, spice_subsample=15
     ids = [str(k) for k in keys]
     preds = {str(k): _clean(predictions[k]) for k in keys}
     refs = {str(k): [_clean(r) for r in references[k]] for k in keys}
-    metrics: dict = dict.fromkeys(METRIC_KEYS)
+    metrics: dict = dict.fromkeys(NGRAM_KEYS)
     unavailable: dict = {}
     per_image: dict = {i: {} for i in ids}
     stats: dict = {"image_ids": ids}

@@ -11,7 +11,7 @@ separates them; on COCO (published human BLEU-4 0.22) it passes any real model (
 """
 from __future__ import annotations
 
-from ..schema import BLEU, CIDER, METEOR
+from ..schema import BLEU, CIDER, METEOR, REPEATS
 
 # Source -> ceilings above which a score is implausible on real captions (pycocoevalcap 0-1 scale).
 _REAL_DATA_CEILING = {BLEU[3]: 0.5, CIDER: 2.0}
@@ -24,6 +24,7 @@ PLAUSIBLE = {
     "folder": {},  # unknown data: no default ceiling
 }
 METRIC_MAXIMA = {BLEU[3]: 1.0, METEOR: 1.0, CIDER: 10.0}  # CIDEr-D's maximum: identical to every reference
+REPEAT_LIMIT = 0.10  # share of captions with a repeated bigram or trigram above which a model is said to loop
 FEW_IMAGES = 30  # fewer scored images than this: the intervals are said to mean little
 CEILING_MARGIN = 0.75  # share of the gap from the human ceiling to the maximum that a model may close (see above)
 LEAK_CAUSES = (
@@ -57,6 +58,7 @@ def sanity_check(metrics: dict, source: str, plausible: dict | None = None, *,
         if metrics.get(key) is not None and metrics[key] > ceiling
     ]
     warnings += above_ceiling(metrics, ceiling)
+    warnings += repetition(metrics, ceiling)
     if refs_per_image is not None and refs_per_image < 2:
         warnings.append(single_reference_note(refs_per_image))
     if n_images is not None and n_images < FEW_IMAGES:
@@ -88,3 +90,16 @@ def above_ceiling(metrics: dict, ceiling: dict | None, margin: float = CEILING_M
                        f"against each other; flagged above {limit:.3f}): a model that nearly matches the references "
                        "word for word is usually copying them; usual causes: " + "; ".join(LEAK_CAUSES))
     return out
+
+
+def repetition(metrics: dict, ceiling: dict | None, limit: float = REPEAT_LIMIT) -> list[str]:
+    """A warning when more than `limit` of the captions repeat a word bigram or trigram, and more of them than of the
+    references do (the human ceiling's share, when known): the model loops ("a hat on top of a hat")."""
+    value = metrics.get(REPEATS)
+    human = ((ceiling or {}).get("metrics", ceiling) or {}).get(REPEATS)
+    if value is None or value <= limit or (human is not None and value <= human):
+        return []
+    than = f", against {human:.1%} of the references" if human is not None else ""
+    return [f"{REPEATS} = {value:.1%} of the captions repeat a word bigram or trigram (flagged above {limit:.0%}"
+            f"{than}): the model loops, as in 'a hat on top of a hat'; decode with repetition_penalty (e.g. 1.2) or "
+            "no_repeat_ngram_size (e.g. 3), and see 04's gallery of repeating captions"]

@@ -43,3 +43,30 @@ def without_dropout(model_dir):
 
     path.write_text(json.dumps(zeroed(json.loads(path.read_text())), indent=2))
     return model_dir
+
+
+def tiny_clip(folder):
+    """A tiny random CLIP (CLIPConfig, a character-level CLIP tokenizer, the PIL image processor) saved in `folder`,
+    loadable with from_pretrained like openai/clip-vit-base-patch32. Returns the folder."""
+    import string
+
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    letters = list(string.ascii_lowercase + string.digits + "'")
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    vocab |= {c: i for i, c in enumerate(letters, len(vocab))}
+    vocab |= {c + "</w>": i for i, c in enumerate(letters, len(vocab))}
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    images = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return folder

@@ -19,7 +19,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "results.md"
 
 DEMO_METRICS = (("Bleu_1", "BLEU-1", 3), ("Bleu_4", "BLEU-4", 3), ("METEOR", "METEOR", 3), ("ROUGE_L", "ROUGE-L", 3),
-                ("CIDEr", "CIDEr", 2), ("SPICE", "SPICE", 3), ("sacreBLEU", "sacreBLEU", 1))
+                ("CIDEr", "CIDEr", 2), ("SPICE", "SPICE", 3), ("sacreBLEU", "sacreBLEU", 1),
+                ("CLIP-S", "CLIP-S", 3), ("RefCLIP-S", "RefCLIP-S", 3), ("CHAIR_i", "CHAIR_i ↓", 3),
+                ("CHAIR_s", "CHAIR_s ↓", 3), ("colour_errors", "colour errors ↓", 3),
+                ("position_errors", "position errors ↓", 3), ("repeats", "repeats ↓", 3), ("distinct_1", "distinct-1", 3),
+                ("distinct_2", "distinct-2", 3), ("vocabulary", "vocabulary (words)", 0), ("copied", "copied ↓", 3),
+                ("length", "length (words)", 1))
 DEMO_MODELS = (("fine-tuned", "fine-tuned"), ("baseline", "starting model"),
                ("human_ceiling", "references vs each other"))
 ATTRIBUTES = ("count", "shape", "colour", "size", "position", "all")

@@ -275,3 +275,9 @@ def test_parse_attributes_is_what_the_sample_truth_describes_with():
     assert truth.kind == SAMPLE and truth.describe(caption) == parse_attributes(caption)["objects"]
     with pytest.raises(ValueError, match="describe"):
         ObjectTruth(SAMPLE, {})
+
+
+def test_repetition_and_diversity_of_captions_without_words_are_null_with_the_reason():
+    per, corpus, missing = degeneration_scores({"a": "", "b": "..."})
+    assert DISTINCT_1 not in corpus and missing[DISTINCT_1] == "the captions hold no word"
+    assert corpus[REPEATS] == 0.0 and corpus[LENGTH] == 0.0

@@ -20,7 +20,7 @@ def test_a_prestarted_jvm_is_taken_over_by_the_evaluation_handed_it_and_stopped_
     assert process.alive() and warm.start().process() is process  # starting again keeps the one that runs
     used = []
 
-    def evaluate(cfg, split, models, model_ids, progress, scorer):  # what the evaluation scores with
+    def evaluate(cfg, split, models, model_ids, progress, scorer, train=None):  # what the evaluation scores with
         used.append((scorer, scorer.process()))
         return {}
 
@@ -33,7 +33,7 @@ def test_a_prestarted_jvm_is_taken_over_by_the_evaluation_handed_it_and_stopped_
 def test_an_evaluation_handed_nothing_starts_its_own_before_it_captions_and_stops_it(monkeypatch):
     seen = []
     monkeypatch.setattr(evaluation_run, "_evaluate",
-                        lambda *args: seen.append((args[-1], args[-1].running(), args[-1].process())) or {})
+                        lambda *args, **kwargs: seen.append((args[-1], args[-1].running(), args[-1].process())) or {})
     evaluation_run.evaluate_run(None, None, {}, {})
     (scorer, running, process), = seen
     assert running and not process.alive() and not scorer.running()

@@ -101,7 +101,8 @@ def _grounding(first: dict, cfg: Config) -> Grounding:
         except Exception as error:  # noqa: BLE001 - the data moved or changed: those metrics say so, the rest go on
             reason = f"needs the run's data, which could not be loaded: {type(error).__name__}: {error}"
         else:
-            if split_hashes({"s": split})["s"] == first["metrics"]["split_hash"]:
+            name = first["metrics"]["split"]
+            if split_hashes({name: split})[name] == first["metrics"]["split_hash"]:
                 return grounding(dataclasses.replace(stored, eval=cfg.eval), split, ds["train"])
             reason = "needs the run's data, which no longer holds the evaluated images (another split hash)"
     return Grounding(embed_reason=reason if cfg.eval.clip_model else NO_CLIP, truth_reason=reason)

@@ -98,7 +98,7 @@ def evaluate_run(cfg: Config, split, models: dict[str, tuple], model_ids: dict[s
     which this evaluation takes over and closes when done, else one it starts and closes itself."""
     # Started now, so the JVM's ~10 s start overlaps the captioning, which comes first and does not need it.
     with (meteor if meteor is not None else MeteorScorer()).start() as scorer:
-        return _evaluate(cfg, split, models, model_ids, progress, scorer, train)
+        return _evaluate(cfg, split, models, model_ids, progress, scorer, train=train)
 
 
 def _evaluate(cfg: Config, split, models: dict[str, tuple], model_ids: dict[str, str], progress,

@@ -79,7 +79,10 @@ def degeneration_scores(captions: dict, train_captions=None) -> tuple[dict, dict
               LENGTH: sum(r[LENGTH] for r in per_caption.values()) / n,
               DISTINCT_1: distinct(texts, 1), DISTINCT_2: distinct(texts, 2),
               VOCABULARY: float(len({w for c in texts for w in words(c)}))}
-    unavailable = {}
+    unavailable = {k: "the captions hold no " + ("two words in a row" if k == DISTINCT_2 else "word")
+                   for k in (DISTINCT_1, DISTINCT_2) if corpus[k] is None}
+    for key in unavailable:
+        del corpus[key]
     if train is None:
         unavailable[COPIED] = NO_TRAIN
     else:

@@ -2,6 +2,8 @@
 id or a local folder, images embedded once per split and shared by every model scored on it."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -16,6 +18,9 @@ class ClipUnavailable(RuntimeError):
 
 def load_clip(name: str):
     """(CLIPModel in eval mode, CLIPProcessor) from a hub id or a local folder; ClipUnavailable saying why not."""
+    if not Path(name).is_dir() and _offline_and_not_cached(name):  # said at once, without loading CLIP's code
+        raise ClipUnavailable(f"needs the CLIP model {name!r} (clip_model): it is not in the local Hugging Face cache "
+                              "and the hub is offline (HF_HUB_OFFLINE=1); set clip_model to a local folder")
     from transformers import CLIPModel, CLIPProcessor
     from transformers.utils import logging as hf_logging
 
@@ -31,6 +36,18 @@ def load_clip(name: str):
     finally:
         hf_logging.set_verbosity(verbosity)
     return model.eval(), processor
+
+
+def _offline_and_not_cached(name: str) -> bool:
+    """Whether the hub is off and `name`'s config is not in the local cache (so loading cannot succeed)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        return not isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # noqa: BLE001 - not a repo id at all: from_pretrained says what is wrong
+        return False
 
 
 def _features(output) -> torch.Tensor:

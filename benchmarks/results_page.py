@@ -28,7 +28,7 @@ DEMO_METRICS = (("Bleu_1", "BLEU-1", 3), ("Bleu_4", "BLEU-4", 3), ("METEOR", "ME
 DEMO_MODELS = (("fine-tuned", "fine-tuned"), ("baseline", "starting model"),
                ("human_ceiling", "references vs each other"))
 ATTRIBUTES = ("count", "shape", "colour", "size", "position", "all")
-THROUGHPUT_COLUMNS = (("pairs_per_s", "pairs/s", 0), ("images_per_s", "images/s", 0), ("mfu", "MFU", 2),
+THROUGHPUT_COLUMNS = (("compute_dtype", "computed in", None), ("pairs_per_s", "pairs/s", 0), ("images_per_s", "images/s", 0), ("mfu", "MFU", 2),
                       ("peak_mem_gb", "peak GB", 1), ("ratio_to_seed", "× seed", 1), ("ratio_to_hf_b1", "× HF b1", 1),
                       ("ratio_to_hf_b64", "× HF b64", 1), ("cores", "cores", 0))
 NOT_MEASURED = "Not measured yet: "
@@ -38,6 +38,8 @@ def num(value, decimals: int = 3) -> str:
     """A number as the page shows it: ints as they are, floats rounded; None as a dash."""
     if value is None:
         return "–"
+    if isinstance(value, str):  # a label, e.g. the dtype a configuration computed in
+        return value
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, int):

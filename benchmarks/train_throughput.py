@@ -30,6 +30,7 @@ from common import (
 )
 
 add_repo_to_path()
+from blipnb.model.precision import dtype_name, observed_dtypes  # noqa: E402
 from blipnb.training import forward_loss  # noqa: E402  (after add_repo_to_path)
 
 # name, attention, precision, gradient checkpointing, path, images per step, captions per image, compile
@@ -96,6 +97,13 @@ def count_flops(model, batch, device, autocast) -> float:
     return float(counter.get_total_flops())
 
 
+def computed_in(seen: dict) -> str:
+    """One dtype name when the vision tower and the decoder agree, else both ("-" for a part that did not run)."""
+    names = {part: dtype_name(dtype) or "-" for part, dtype in seen.items()}
+    ran = {n for n in names.values() if n != "-"}
+    return ran.pop() if len(ran) == 1 else f"vision {names['vision']}, decoder {names['decoder']}"
+
+
 def run_config(spec, config, device, steps: int, peak: float, compile_: bool) -> dict:
     name, attn, precision, ckpt, path, n_images, per_image, compiled = spec
     reset_peak_memory(device)
@@ -132,7 +140,8 @@ def run_config(spec, config, device, steps: int, peak: float, compile_: bool) ->
         return loss.detach()
 
     start = time.perf_counter()
-    step()
+    with observed_dtypes(model, model.vision_model) as seen:  # what the step computed in, not what it was asked
+        step()
     sync(device)
     first_step_s = time.perf_counter() - start
     for _ in range(2 if steps > 1 else 0):
@@ -150,7 +159,9 @@ def run_config(spec, config, device, steps: int, peak: float, compile_: bool) ->
            "step_s": step_s, "pairs_per_s": pairs / step_s, "images_per_s": n_images / step_s,
            "flops_per_pair": flops / pairs, "mfu": flops / step_s / peak, "peak_mem_gb": mem,
            "peak_mem_kind": mem_kind, "first_step_s": first_step_s,
-           "warmup_s": max(0.0, first_step_s - step_s) if compiled else None, "final_loss": float(loss)}
+           "warmup_s": max(0.0, first_step_s - step_s) if compiled else None, "final_loss": float(loss),
+           # "bf16" where both towers computed in bf16; "vision fp32, decoder bf16" where they differ ("-": not run)
+           "compute_dtype": computed_in(seen)}
     return row
 
 

@@ -20,6 +20,7 @@ from ..schema import BLEU, CIDER
 from .checkpoints import TRAINER_STATE, checkpoint_problem, newest_usable
 from .guard import all_finite, diverged, is_finite_number
 from .lora import apply_lora, is_lora, merge_lora
+from .precision import PrecisionCheck
 from .distributed import ddp_backend, forward_inside_ddp, is_main_process, token_share, world_size
 from .validation import caption_and_score
 
@@ -62,7 +63,9 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         torch_compile=t.compile,
         report_to="none",  # TensorBoard is attached explicitly so it logs into the run dir
         # Under torchrun or accelerate launch: gloo between CPU processes; every parameter takes part in the loss.
-        ddp_backend=ddp_backend(), use_cpu=ddp_backend() == "gloo", ddp_find_unused_parameters=False,
+        # use_cpu on a machine without CUDA too: the Trainer refuses bf16 there otherwise, though CPUs autocast to it.
+        ddp_backend=ddp_backend(), use_cpu=ddp_backend() == "gloo" or not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -133,19 +136,26 @@ class CaptionTrainer(Trainer):
             self.model.tie_weights()
         super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
 
+    def precision(self):
+        """Autocast in the run's precision (nothing for fp32). Accelerate puts autocast around the prepared model's
+        forward only; forward_loss's fast paths call the vision tower and the decoder directly, and under DDP
+        forward_inside_ddp stands in for that forward, so the loss itself runs inside it, on every path."""
+        return self.accelerator.autocast()
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = self.with_pixel_values(inputs)
-        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            # Through DDP's forward, so it syncs the gradients; each rank's mean weighted by its tokens
-            loss = forward_inside_ddp(model, forward_loss, inputs) * token_share(
-                inputs["labels"], family_of(model.module).labels_shifted)
-        else:
-            loss = forward_loss(model, inputs)
+        with self.precision():
+            if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+                # Through DDP's forward, so it syncs the gradients; each rank's mean weighted by its tokens
+                loss = forward_inside_ddp(model, forward_loss, inputs) * token_share(
+                    inputs["labels"], family_of(model.module).labels_shifted)
+            else:
+                loss = forward_loss(model, inputs)
         return (loss, None) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self.with_pixel_values(self._prepare_inputs(inputs))
-        with torch.no_grad(), self.compute_loss_context_manager():
+        with torch.no_grad(), self.compute_loss_context_manager(), self.precision():
             loss = forward_loss(model, inputs)
         return loss.detach(), None, None
 
@@ -179,7 +189,7 @@ def build_trainer(cfg: Config, model, processor, ds, callbacks=()) -> CaptionTra
 
     collator = CaptionCollator(processor, max_txt_len=cfg.train.max_txt_len, prompt=cfg.generation.prompt,
                                family=family_of(model))
-    callbacks = list(callbacks)
+    callbacks = [*callbacks, PrecisionCheck(resolve(cfg.train.precision))]
     if cfg.train.report_to == "tensorboard" and is_main_process():
         from torch.utils.tensorboard import SummaryWriter
 
@@ -200,6 +210,13 @@ def build_trainer(cfg: Config, model, processor, ds, callbacks=()) -> CaptionTra
                       None) if evaluating else None,
         callbacks=callbacks,
     )
+
+
+def precision_observed(trainer) -> dict | None:
+    """What the first training step computed in ({"vision", "decoder"}: a dtype name, or None where that part did
+    not run), from the trainer's PrecisionCheck; None when no step ran."""
+    check = next((c for c in trainer.callback_handler.callbacks if isinstance(c, PrecisionCheck)), None)
+    return check.observed if check is not None else None
 
 
 def resume_checkpoint(cfg: Config) -> str | None:
@@ -260,6 +277,7 @@ def train_model(cfg: Config, model, processor, ds, callbacks=()) -> dict:
         "best_metric_name": best_metric_key(cfg),
         "resumed_from": resume, "resumed_step": resumed_step,
         "trainable_parameters": parameters["trainable"], "trainable_share": parameters["trainable_share"],
+        "precision": resolve(cfg.train.precision), "compute_dtype": precision_observed(trainer),
     }
     if is_main_process():
         runs.write_json(run / runs.TRAIN_RESULTS, results)

@@ -7,8 +7,9 @@ run one implementation.
                    -> [{"generated_text": "..."}]
     GET  /health   200 "ok" once the model is loaded
 
-Each request is checked where it arrives (RequestGate, in the HTTP process): bad input is answered at once with a
-4xx and a JSON {"error": ...}, and never joins a batch. LitServe gathers up to --max-batch-size good requests,
+Each request is checked where it arrives (RequestGate, in the HTTP process): without the API key it is answered
+401, past --max-queue requests waiting 503 with Retry-After, bad input at once with a 4xx and a JSON {"error": ...};
+none of those joins a batch. /health is open. LitServe gathers up to --max-batch-size good requests,
 waiting at most --batch-timeout seconds; requests with different decoding settings go to separate generate calls
 (Captioner.caption groups them). Every request is logged to stderr: method, path, status, latency.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hmac
 import json
 import os
 import signal
@@ -33,6 +35,11 @@ from .runtime.hosts import BadRequest, parameters_from_query, request_decoding
 
 PROG = "blipnb serve"
 PREDICT_PATH = "/predict"
+HEALTH_PATH = "/health"
+KEY_ENV = "BLIPNB_API_KEY"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+QUEUE_PER_BATCH = 4  # the default --max-queue: this many full batches per worker may wait
+RETRY_AFTER_S = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: cuda if there is one")
     p.add_argument("--request-timeout", type=float, default=60.0,
                    help="seconds a request may wait for the model before a 504")
+    p.add_argument("--api-key", default=None,
+                   help=f"the key every request but /health must send (Authorization: Bearer KEY, or X-API-Key: KEY); "
+                        f"default: ${KEY_ENV}. Needed off loopback unless --no-auth")
+    p.add_argument("--no-auth", action="store_true",
+                   help="serve on a non-loopback --host without a key (anyone who reaches the port can use the model)")
+    p.add_argument("--max-queue", type=int, default=None,
+                   help=f"requests accepted and not yet answered, at most; past it 503 with Retry-After (default: "
+                        f"{QUEUE_PER_BATCH} x --max-batch-size x --workers)")
     return p
+
+
+def check_access(args, parser) -> str | None:
+    """The API key to require (None: none), or a parser error in one line: off loopback a key is required unless
+    --no-auth is given, and then a warning is printed."""
+    key = args.api_key if args.api_key is not None else os.environ.get(KEY_ENV) or None
+    if key is not None and not key.strip():
+        parser.error(f"--api-key (or ${KEY_ENV}) is empty")
+    if key is None and args.host not in LOOPBACK and not args.no_auth:
+        parser.error(f"--host {args.host} serves every interface: set a key with --api-key or ${KEY_ENV} (requests "
+                     "then send Authorization: Bearer KEY), or pass --no-auth to serve without one")
+    if key is None and args.host not in LOOPBACK:
+        print(f"{PROG}: WARNING: --no-auth on {args.host}: anyone who reaches port {args.port} can use the model",
+              file=sys.stderr, flush=True)
+    return key
 
 
 class RequestGate:
@@ -64,9 +94,21 @@ class RequestGate:
     image, parameters) before it is queued, rewrites a good one as {"inputs": base64, "parameters": checked} for
     CaptionAPI, answers a bad one with its 4xx, and logs every request to stderr."""
 
-    def __init__(self, app, *, model_dir: str, max_bytes: int, max_pixels: int, path: str = PREDICT_PATH):
+    def __init__(self, app, *, model_dir: str, max_bytes: int, max_pixels: int, path: str = PREDICT_PATH,
+                 api_key: str | None = None, max_queue: int | None = None):
         self.app, self.path, self.max_bytes, self.max_pixels = app, path, max_bytes, max_pixels
         self.decoding = Decoding.load(model_dir)
+        self.key = api_key.encode() if api_key else None
+        self.max_queue, self.waiting = max_queue, 0  # accepted predictions not yet answered (one event loop)
+
+    def authorised(self, scope) -> bool:
+        """Whether the request carries the key (constant-time comparison); always, when no key is set."""
+        if self.key is None:
+            return True
+        headers = dict(scope["headers"])
+        bearer = headers.get(b"authorization", b"")
+        sent = bearer[7:].strip() if bearer[:7].lower() == b"bearer " else headers.get(b"x-api-key", b"")
+        return hmac.compare_digest(sent, self.key)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -80,7 +122,11 @@ class RequestGate:
             await send(message)
 
         try:
-            if scope["path"] == self.path and scope["method"] == "POST":
+            if scope["path"] != HEALTH_PATH and not self.authorised(scope):
+                await JSONResponse({"error": "this server needs an API key: send the header Authorization: Bearer "
+                                             "<key> (or X-API-Key: <key>)"}, status_code=401,
+                                   headers={"WWW-Authenticate": "Bearer"})(scope, receive, logged_send)
+            elif scope["path"] == self.path and scope["method"] == "POST":
                 await self._predict(scope, receive, logged_send)
             else:
                 await self.app(scope, receive, logged_send)
@@ -92,23 +138,35 @@ class RequestGate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             body = await self._read_body(receive)
-            payload = await run_in_threadpool(self.check, body, headers.get("content-type"), scope["query_string"])
         except BadRequest as e:
-            response = JSONResponse({"error": str(e)}, status_code=e.status)
-            return await response(scope, receive, send)
-        data = json.dumps(payload).encode()
-        kept = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"content-type", b"content-length")]
-        rewritten = kept + [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-        replayed = False
+            return await JSONResponse({"error": str(e)}, status_code=e.status)(scope, receive, send)
+        if self.max_queue is not None and self.waiting >= self.max_queue:
+            return await JSONResponse(
+                {"error": f"the server is busy: {self.waiting} requests are waiting (--max-queue {self.max_queue}); "
+                          f"retry after {RETRY_AFTER_S} s"},
+                status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})(scope, receive, send)
+        self.waiting += 1  # a place in the queue from here until the answer is sent: what --max-queue bounds
+        try:
+            try:
+                payload = await run_in_threadpool(self.check, body, headers.get("content-type"),
+                                                  scope["query_string"])
+            except BadRequest as e:
+                return await JSONResponse({"error": str(e)}, status_code=e.status)(scope, receive, send)
+            data = json.dumps(payload).encode()
+            kept = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"content-type", b"content-length")]
+            rewritten = kept + [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+            replayed = False
 
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": data, "more_body": False}
+            async def replay():
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": data, "more_body": False}
 
-        await self.app({**scope, "headers": rewritten}, replay, send)
+            await self.app({**scope, "headers": rewritten}, replay, send)
+        finally:
+            self.waiting -= 1
 
     async def _read_body(self, receive) -> bytes:
         """The whole body; past the limit the rest is read and dropped, so the client hears the 413 rather than a
@@ -183,13 +241,18 @@ class CaptionAPI(ls.LitAPI):
         return hosts.answer([output], batched=False)
 
 
-def build_server(args) -> ls.LitServer:
-    """A LitServer for parsed `blipnb serve` options."""
+def max_queue(args) -> int:
+    """--max-queue, or its default from the batch size and the workers."""
+    return args.max_queue if args.max_queue is not None else QUEUE_PER_BATCH * args.max_batch_size * args.workers
+
+
+def build_server(args, api_key: str | None = None) -> ls.LitServer:
+    """A LitServer for parsed `blipnb serve` options, requiring `api_key` when one is given."""
     max_bytes = int(args.max_upload_mb * 2**20)
     api = CaptionAPI(str(args.model_dir), max_bytes, args.max_image_pixels, args.threads,
                      max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
     gate = (RequestGate, {"model_dir": str(args.model_dir), "max_bytes": max_bytes,
-                          "max_pixels": args.max_image_pixels})
+                          "max_pixels": args.max_image_pixels, "api_key": api_key, "max_queue": max_queue(args)})
     return ls.LitServer(api, accelerator=args.device, workers_per_device=args.workers, timeout=args.request_timeout,
                         middlewares=[gate])
 
@@ -201,12 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.model_dir) / "config.json").is_file():
         parser.error(f"{args.model_dir!r} is not a model folder (it has no config.json); export one with notebook "
                      "02 or `blipnb train`, e.g. runs/sample/model")
-    for name, low in (("max_batch_size", 1), ("workers", 1), ("max_image_pixels", 1)):
-        if getattr(args, name) < low:
+    for name, low in (("max_batch_size", 1), ("workers", 1), ("max_image_pixels", 1), ("max_queue", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < low:
             parser.error(f"--{name.replace('_', '-')} must be at least {low}")
     if args.batch_timeout < 0 or args.max_upload_mb <= 0:
         parser.error("--batch-timeout must be >= 0 and --max-upload-mb > 0")
-    server = build_server(args)
+    api_key = check_access(args, parser)
+    server = build_server(args, api_key)
 
     main_pid = os.getpid()
 
@@ -217,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     print(f"{PROG}: {args.model_dir} on http://{args.host}:{args.port}{PREDICT_PATH} (max batch "
-          f"{args.max_batch_size}, batch timeout {args.batch_timeout} s); /health answers once the model is loaded",
+          f"{args.max_batch_size}, batch timeout {args.batch_timeout} s, at most {max_queue(args)} waiting; API key "
+          f"{'required' if api_key else 'off'}); {HEALTH_PATH} answers once the model is loaded",
           file=sys.stderr, flush=True)
     server.run(host=args.host, port=args.port, generate_client_file=False, log_level="warning")
     return 0

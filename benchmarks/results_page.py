@@ -248,11 +248,12 @@ def serve_section(files: list[tuple[str, dict]]) -> list[str]:
                           f"{num(batched['batch_timeout_s'], 2)} s", num(batched["throughput_rps"], 1),
                           latency(batched), num(unbatched["throughput_rps"], 1), latency(unbatched),
                           f"**{num(d['ratio_batched_to_unbatched'], 1)}×**",
-                          f"{num(batched['requests_failed'])} / {num(unbatched['requests_failed'])}"])
+                          f"{num(batched['requests_failed'])} / {num(unbatched['requests_failed'])}",
+                          f"{shed(batched)} / {shed(unbatched)}"])
             held.append([f"`{name}`", d["date_utc"][:10], num(full), num(batched["max_batch_size"]),
                          memory(batched), memory(unbatched)])
         out += table(["file", "load avg", "clients", "batch timeout", "batched req/s", "p50 / p99 ms",
-                      "unbatched req/s", "p50 / p99 ms", "ratio", "failed"], speed)
+                      "unbatched req/s", "p50 / p99 ms", "ratio", "failed", "503 (queue full)"], speed)
         out += table(["file", "date", "full batches", "of size", "memory MB batched (start → end, peak)",
                       "unbatched"], held)
         out += ["Commands:", ""]
@@ -260,6 +261,14 @@ def serve_section(files: list[tuple[str, dict]]) -> list[str]:
                 f"({d.get('model')}; {decoding(d.get('decoding') or {})})" for name, d in machine_files]
         out.append("")
     return out
+
+
+def shed(c: dict) -> str:
+    """The share of requests answered 503 because the queue was full, and the queue's bound ("–" in files made
+    before the bound existed)."""
+    if c.get("shed_share") is None:
+        return "–"
+    return f"{100 * c['shed_share']:.1f}% (queue {num(c.get('max_queue'))})"
 
 
 def latency(c: dict) -> str:

@@ -105,10 +105,12 @@ class Server:
     """`blipnb serve` in a subprocess on a free loopback port."""
 
     def __init__(self, model: Path, max_batch_size: int, batch_timeout: float, threads: int | None, device: str,
-                 log: Path):
+                 log: Path, max_queue: int | None = None):
         self.port = free_port()
         cmd = [sys.executable, "-m", "blipnb.serve", str(model), "--port", str(self.port), "--max-batch-size",
                str(max_batch_size), "--batch-timeout", str(batch_timeout), "--device", device]
+        if max_queue:
+            cmd += ["--max-queue", str(max_queue)]
         if threads:
             cmd += ["--threads", str(threads)]
         self.log = log
@@ -143,9 +145,10 @@ class Server:
 
 def load(port: int, images: list[bytes], clients: int, seconds: float, max_requests: int) -> dict:
     """`clients` threads, each on its own keep-alive connection, send JPEGs until `seconds` pass or
-    `max_requests` were sent; returns latencies of the successes and the failures."""
+    `max_requests` were sent; returns latencies of the successes, the failures, and how many were shed (503, after
+    which the client waits Retry-After seconds, as clients and load balancers do)."""
     lock = threading.Lock()
-    sent = [0]
+    sent, shed = [0], [0]
     latencies: list[float] = []
     failures: list[str] = []
     deadline = time.perf_counter() + seconds
@@ -163,6 +166,12 @@ def load(port: int, images: list[bytes], clients: int, seconds: float, max_reque
                 conn.request("POST", "/predict", body=images[i % len(images)], headers={"Content-Type": "image/jpeg"})
                 r = conn.getresponse()
                 body = r.read()
+                if r.status == 503:  # the queue is full: not a failure; back off as asked
+                    with lock:
+                        shed[0] += 1
+                    time.sleep(min(float(r.getheader("Retry-After") or 1), max(0.0, deadline - time.perf_counter())))
+                    i += clients
+                    continue
                 ok = r.status == 200 and json.loads(body)[0]["generated_text"] is not None
             except Exception as e:  # a failed request is counted, not fatal
                 ok, body = False, repr(e).encode()
@@ -181,7 +190,7 @@ def load(port: int, images: list[bytes], clients: int, seconds: float, max_reque
         t.start()
     for t in threads:
         t.join()
-    return {"wall_s": time.perf_counter() - start, "latencies": latencies, "failures": failures}
+    return {"wall_s": time.perf_counter() - start, "latencies": latencies, "failures": failures, "shed": shed[0]}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -192,7 +201,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def measure(name: str, model: Path, args, max_batch_size: int, images: list[bytes], log: Path) -> dict:
-    server = Server(model, max_batch_size, args.batch_timeout, args.threads, args.device, log)
+    server = Server(model, max_batch_size, args.batch_timeout, args.threads, args.device, log, args.max_queue)
     try:
         startup = server.wait_healthy()
         load(server.port, images, args.clients, 60, 2 * args.clients)  # warm-up: first calls, allocator, caches
@@ -219,7 +228,9 @@ def measure(name: str, model: Path, args, max_batch_size: int, images: list[byte
     lat = run["latencies"]
     n_ok, n_failed = len(lat), len(run["failures"])
     return {"name": name, "max_batch_size": max_batch_size, "batch_timeout_s": args.batch_timeout,
+            "max_queue": args.max_queue or 4 * max_batch_size,  # blipnb serve's default: 4 batches per worker
             "clients": args.clients, "requests_ok": n_ok, "requests_failed": n_failed,
+            "requests_shed": run["shed"], "shed_share": run["shed"] / max(1, n_ok + n_failed + run["shed"]),
             "failure_examples": run["failures"][:3], "wall_s": round(run["wall_s"], 2),
             "throughput_rps": n_ok / run["wall_s"], "p50_ms": 1000 * percentile(lat, 50) if lat else None,
             "p99_ms": 1000 * percentile(lat, 99) if lat else None, "max_ms": 1000 * max(lat) if lat else None,
@@ -239,6 +250,7 @@ def main() -> None:
     p.add_argument("--max-requests", type=int, default=5000, help="requests per server, at most")
     p.add_argument("--max-batch-size", type=int, default=16, help="the batched server's (the other one's is 1)")
     p.add_argument("--batch-timeout", type=float, default=0.01)
+    p.add_argument("--max-queue", type=int, default=None, help="the servers' --max-queue (default: theirs, 4 batches)")
     args = p.parse_args()
     gpu = args.device == "cuda" or (args.device is None and torch.cuda.is_available() and not args.tiny)
     args.device = "cuda" if gpu else "cpu"

@@ -118,7 +118,9 @@ def deploy_lines() -> list[str]:
         "`output_fn` from `code/inference.py`. Invoke with `ContentType` image/jpeg, image/png, application/x-image "
         "or application/json (as above).",
         "- **Your own machine**: `blipnb serve model --port 8000` (dynamic batching), then "
-        "`curl -X POST localhost:8000/predict -H 'Content-Type: image/jpeg' --data-binary @photo.jpg`.",
+        "`curl -X POST localhost:8000/predict -H 'Content-Type: image/jpeg' --data-binary @photo.jpg`. Beyond "
+        "127.0.0.1 (`--host 0.0.0.0`) it requires a key (`--api-key` or `BLIPNB_API_KEY`; requests send "
+        "`Authorization: Bearer KEY`).",
     ]
 
 

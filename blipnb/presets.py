@@ -58,6 +58,41 @@ def coerce(name: str, value: Any, text: str | None = None, where: str = "") -> A
     return value
 
 
+PRESET_DIRS = ("params", "notebooks/params")  # where a preset's name is looked up, from the current directory
+REPO_PRESETS = Path(__file__).resolve().parents[1] / "notebooks" / "params"  # a checkout's (editable install)
+
+
+def preset_path(preset: str, cwd: str | Path | None = None) -> Path:
+    """The YAML file a `preset` names: a path as given (absolute, or from `cwd`), or a name such as "sample" looked
+    up as params/NAME.yaml and notebooks/params/NAME.yaml from `cwd`, then in this checkout's notebooks/params. A
+    ParameterError lists the presets there are when none is found."""
+    cwd = Path(cwd or Path.cwd())
+    given = Path(preset).expanduser()
+    if given.suffix in (".yaml", ".yml") or len(given.parts) > 1:
+        path = given if given.is_absolute() else cwd / given
+        if not path.is_file():
+            raise ParameterError(f"parameter 'preset': no file {str(path)!r}")
+        return path
+    folders = [cwd / d for d in PRESET_DIRS] + [REPO_PRESETS]
+    for folder in folders:
+        if (folder / f"{preset}.yaml").is_file():
+            return folder / f"{preset}.yaml"
+    known = sorted({f.stem for folder in folders if folder.is_dir() for f in folder.glob("*.yaml")})
+    raise ParameterError(f"parameter 'preset': no preset named {preset!r}; there are: {', '.join(known) or 'none'} "
+                         "(or give a YAML file's path)")
+
+
+def with_preset(values: dict, defaults: dict, cwd: str | Path | None = None) -> dict:
+    """`values` (a notebook's parameters) with their `preset` applied: each of the preset's parameters replaces a
+    value still at its default (`defaults[name]`, what the parameters cell shows), while a value that differs from
+    it was set in the cell or by -p, and wins. Without a preset, `values` as they are."""
+    if not values.get("preset"):
+        return values
+    preset = read_params([str(preset_path(values["preset"], cwd))])
+    chosen = {k: v for k, v in preset.items() if k not in values or values[k] == defaults.get(k)}
+    return {**values, **chosen}
+
+
 def load_preset(path: str | Path, **overrides) -> Config:
     """Build a Config from a papermill parameters file (e.g. notebooks/params/sample.yaml) plus overrides."""
     return build_config({**read_params([str(path)]), **overrides})

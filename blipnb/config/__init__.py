@@ -33,6 +33,8 @@ class Config:
     """Every stage's config for one run directory."""
 
     run_dir: str = param("runs/default", "the run directory every notebook reads from and writes into")
+    preset: str = param("", "a preset's name (sample, smoke, ...; notebooks/params/NAME.yaml) or a YAML file: its "
+                            "values replace this cell's defaults; a value you change here, or pass with -p, wins")
     overwrite: bool = param(False, "let 02 reuse a run_dir holding another config's run: its checkpoints, logs, "
                                    "model, predictions and figures are removed first (else 02 refuses)")
     data: DataConfig = field(default_factory=DataConfig)
@@ -50,14 +52,14 @@ class Config:
 
     def flat(self) -> dict:
         """The flat parameter dict this config was built from (round-trips through build_config)."""
-        out = {"run_dir": self.run_dir, "overwrite": self.overwrite}
+        out = {"run_dir": self.run_dir, "overwrite": self.overwrite, "preset": self.preset}
         for stage in STAGES:
             out.update(dataclasses.asdict(getattr(self, stage)))
         return out
 
 
 # Parameter names are unique across stages, so a flat dict (a notebook's parameters) maps onto them.
-RUN_FIELDS = tuple(f for f in fields(Config) if f.name not in STAGES)  # run_dir, overwrite: the run's own
+RUN_FIELDS = tuple(f for f in fields(Config) if f.name not in STAGES)  # run_dir, preset, overwrite: the run's own
 FIELDS = {f.name: f for f in RUN_FIELDS}
 FIELDS |= {f.name: f for cls in STAGES.values() for f in fields(cls)}
 assert len(FIELDS) == len(RUN_FIELDS) + sum(len(fields(c)) for c in STAGES.values()), "parameter names are unique"
@@ -93,12 +95,13 @@ def build_config(params: dict | None = None, base: Config | None = None) -> Conf
     flat.update(params)
     run_dir = check_type("run_dir", flat.pop("run_dir", FIELDS["run_dir"].default), str)
     overwrite = check_type("overwrite", flat.pop("overwrite", FIELDS["overwrite"].default), bool)
+    preset = check_type("preset", flat.pop("preset", FIELDS["preset"].default), str)
     stages = {}
     for stage, cls in STAGES.items():
         hints = typing.get_type_hints(cls)
         stages[stage] = cls(**{f.name: check_type(f.name, flat[f.name], hints[f.name])
                                for f in fields(cls) if f.name in flat})
-    cfg = Config(run_dir=str(run_dir), overwrite=overwrite, **stages)
+    cfg = Config(run_dir=str(run_dir), overwrite=overwrite, preset=preset, **stages)
     ignored = not_applicable(cfg)
     for name, value in params.items():
         if name in ignored and value != FIELDS[name].default:

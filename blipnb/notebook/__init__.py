@@ -89,7 +89,8 @@ def config_from_run(namespace: dict) -> Config:
     from .. import runs
     from ..config import load_config
 
-    run = runs.RunDir(namespace.get("run_dir", default_of("run_dir")))
+    values = _with_preset(namespace, run_decoding=True)
+    run = runs.RunDir(values.get("run_dir", default_of("run_dir")))
     return config_from_namespace(namespace, base=load_config(run.require(runs.CONFIG, "02_finetune")))
 
 
@@ -112,12 +113,24 @@ def config_from_namespace(namespace: dict, base: Config | None = None) -> Config
             warnings.warn(f"ignoring non-parameter variables defined after the parameters cell: {later}",
                           stacklevel=2)
         candidates = {k: v for k, v in candidates.items() if k in seen or k in PARAMETERS}
-    given = candidates
+    given = _with_preset(candidates, run_decoding=base is not None)
     if base is not None:
-        given = {k: v for k, v in candidates.items() if not (v is None and k in _DECODING)}
+        given = {k: v for k, v in given.items() if not (v is None and k in _DECODING)}
     cfg = build_config(given, base=base)
     namespace[_SEEN] = frozenset(candidates)
     return cfg
+
+
+def _with_preset(values: dict, run_decoding: bool) -> dict:
+    """The notebook's parameters with its `preset` applied (presets.with_preset): the preset replaces what is still
+    at the cell's default, and a value changed in the cell or given with -p wins. In 03-05 (`run_decoding`) the
+    decoding stays the run's, as 02 validated it, unless a value is given."""
+    from ..presets import with_preset
+
+    applied = with_preset(values, {k: default_of(k) for k in PARAMETERS})
+    if run_decoding:  # the preset's decoding is dropped; a decoding value given in the cell or by -p stays
+        applied = {k: v for k, v in applied.items() if k not in _DECODING or values.get(k) is not None}
+    return applied
 
 
 def _short_user_errors(shell) -> None:

@@ -29,32 +29,32 @@ TRAIN = _names(TrainConfig)
 DECODING = _names(GenerationConfig)
 
 ACCEPTED = {
-    "01_data_exploration": ("run_dir", *DATA),
-    "02_finetune": ("run_dir", "overwrite", *DATA, *MODEL, *TRAIN, *DECODING),
-    "03_evaluate": ("run_dir", *DECODING, *_names(EvalConfig, SweepConfig, HubConfig)),
-    "04_error_analysis": ("run_dir", *_names(AnalysisConfig), "n_bootstrap", "bootstrap_seed"),
-    "05_inference_demo": ("run_dir", *DECODING, *_names(DemoConfig)),
+    "01_data_exploration": ("preset", "run_dir", *DATA),
+    "02_finetune": ("preset", "run_dir", "overwrite", *DATA, *MODEL, *TRAIN, *DECODING),
+    "03_evaluate": ("preset", "run_dir", *DECODING, *_names(EvalConfig, SweepConfig, HubConfig)),
+    "04_error_analysis": ("preset", "run_dir", *_names(AnalysisConfig), "n_bootstrap", "bootstrap_seed"),
+    "05_inference_demo": ("preset", "run_dir", *DECODING, *_names(DemoConfig)),
 }
 
 # Each notebook's parameters cell: a "# heading" line, or a parameter shown with its default and help.
 CELLS = {
     "01_data_exploration": (
-        "run_dir", "# Data", "source", "data_dir", "annotations", "val_fraction", "test_fraction", "max_train_samples",
+        "preset", "run_dir", "# Data", "source", "data_dir", "annotations", "val_fraction", "test_fraction", "max_train_samples",
         "max_eval_samples", "# Problems in the data", "on_bad_data", "near_duplicates"),
     "02_finetune": (
-        "run_dir", "overwrite", "# Data", "source", "data_dir", "annotations", "# Model", "model_id", "from_scratch",
+        "preset", "run_dir", "overwrite", "# Data", "source", "data_dir", "annotations", "# Model", "model_id", "from_scratch",
         "# Training", "epochs", "learning_rate", "batch_size", "grad_accum_steps", "finetune_method", "precision",
         "resume_from_checkpoint", "# Decoding for validation (03 reports with the same)", "num_beams",
         "max_new_tokens", "prompt"),
     "03_evaluate": (
-        "run_dir", "eval_split", "# Decoding (None: the run's, as 02 validated)", "num_beams", "max_new_tokens",
+        "preset", "run_dir", "eval_split", "# Decoding (None: the run's, as 02 validated)", "num_beams", "max_new_tokens",
         "consensus_samples", "# Scoring", "n_bootstrap", "do_spice", "clip_model",
         "# Decoding sweep on validation (all empty: none)", "sweep_num_beams", "sweep_length_penalty",
         "sweep_max_new_tokens", "# Other runs on the same test images", "compare_with", "# Publishing",
         "push_to_hub", "hub_model_id"),
-    "04_error_analysis": ("run_dir", "k_examples", "score_key", "min_slice_size", "n_bootstrap", "compare_run"),
+    "04_error_analysis": ("preset", "run_dir", "k_examples", "score_key", "min_slice_size", "n_bootstrap", "compare_run"),
     "05_inference_demo": (
-        "run_dir", "image_path", "# Decoding (None: the run's, as 02 validated)", "num_beams", "max_new_tokens",
+        "preset", "run_dir", "image_path", "# Decoding (None: the run's, as 02 validated)", "num_beams", "max_new_tokens",
         "consensus_samples", "# Captioning a folder", "caption_folder_path", "caption_output"),
 }
 

@@ -9,11 +9,24 @@ from .runtime.decoding import DecodingError as DecodingError
 from .runtime.images import BadImageError as BadImageError
 
 OFFLINE_PRESET = "notebooks/params/sample.yaml"  # the offline preset, inside the blipnb repository
+HEADLESS = "BLIPNB_HEADLESS"  # "1": nobody watches (papermill, run-all): progress as plain text, command-line hints
 
 
-def offline_hint(cwd: str | os.PathLike | None = None) -> str:
-    """The one hint for running without the Hugging Face hub, shown by every offline failure. It names the sample
-    preset by a path that works from `cwd` (default: the current directory, e.g. notebooks/ in JupyterLab)."""
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel a person is using (not one papermill or run-all started)."""
+    import sys
+
+    return "ipykernel" in sys.modules and os.environ.get(HEADLESS, "").strip() != "1"
+
+
+def offline_hint(cwd: str | os.PathLike | None = None, notebook: bool | None = None) -> str:
+    """The one hint for running without the Hugging Face hub, shown by every offline failure, where the user is: in
+    a notebook, the `preset` parameter and `make lab`; on the command line, the sample preset by a path that works
+    from `cwd` (default: the current directory)."""
+    if notebook if notebook is not None else in_notebook():
+        return ("There is no Hugging Face hub access from here: run on the built-in synthetic sample instead. Set "
+                'preset = "sample" in the parameters cell and run the notebook again (each notebook, 01 to 05), '
+                "or start JupyterLab with `make lab`, which opens the notebooks with the sample's parameters")
     cwd = Path(cwd or os.getcwd())
     repo_preset = Path(__file__).resolve().parents[1] / OFFLINE_PRESET  # an editable install or a checkout
     for candidate in (cwd / OFFLINE_PRESET, cwd / "params" / "sample.yaml", repo_preset):
@@ -68,7 +81,7 @@ class MissingExtra(ImportError):
 
 # The optional extras of pyproject.toml: what each brings, by the module a feature imports first.
 EXTRAS = {"litserve": "serve", "papermill": "notebooks", "jupyter_client": "notebooks", "ipywidgets": "notebooks",
-          "pandas": "notebooks", "nbval": "notebooks"}
+          "pandas": "notebooks", "nbval": "notebooks", "jupyterlab": "notebooks"}
 
 
 def require(module: str, feature: str):

@@ -13,7 +13,8 @@ import sys
 
 from tqdm.asyncio import tqdm_asyncio
 
-HEADLESS = "BLIPNB_HEADLESS"  # "1": progress as plain text, as under papermill; "0": as widgets, whoever runs it
+from .errors import HEADLESS  # "1": progress as plain text, as under papermill; "0": as widgets, whoever runs it
+
 PROGRESS_REFRESH_S = 10.0  # headless progress: a line every 10 s at most, and always the final state
 
 

@@ -3,6 +3,7 @@ bad parameter, preset, folder or model, values typed by their parameter, and a h
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from data_sources import write_image
 from helpers import tiny_config
 
 from blipnb import cli, runs, suite
-from blipnb.errors import offline_hint
+from blipnb.errors import HEADLESS, offline_hint
 from blipnb.presets import coerce, read_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,12 +109,22 @@ def test_only_accepts_a_preset_for_the_whole_suite_and_types_what_it_injects(tmp
 
 def test_offline_hint_names_a_path_that_works_from_here(tmp_path, monkeypatch):
     for cwd in (ROOT, NB_DIR, tmp_path):
-        hint = offline_hint(cwd)
+        hint = offline_hint(cwd, notebook=False)
         path = hint.split("blipnb run-all -f ")[1].rstrip(")")
         assert (cwd / path).is_file(), (cwd, path)
-    assert "-f params/sample.yaml" in offline_hint(NB_DIR)
+    assert "-f params/sample.yaml" in offline_hint(NB_DIR, notebook=False)
     monkeypatch.chdir(NB_DIR)
-    assert offline_hint() == offline_hint(NB_DIR)
+    assert offline_hint(notebook=False) == offline_hint(NB_DIR, notebook=False)
+
+
+def test_offline_hint_speaks_to_a_notebook_user_of_the_preset_parameter_and_make_lab(monkeypatch):
+    hint = offline_hint(notebook=True)
+    assert 'preset = "sample"' in hint and "make lab" in hint and " -f " not in hint
+    monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel") or object())
+    monkeypatch.delenv(HEADLESS, raising=False)
+    assert offline_hint() == hint  # in a kernel a person uses
+    monkeypatch.setenv(HEADLESS, "1")  # papermill's or run-all's kernel: the command line's hint
+    assert " -f " in offline_hint()
 
 
 # -- blipnb caption -------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo compare test venv bench lint clean params
+.PHONY: demo lab compare test venv bench lint clean params
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ venv: $(VENV)/.installed
 
 demo: venv
 	$(VENV)/bin/blipnb run-all -f notebooks/params/sample.yaml --out runs/sample
+
+# JupyterLab on the five notebooks, prepared with the sample preset in runs/sample/notebooks (reused as they are
+# when already there: a second `make lab` keeps your edits); prints the URL to open. PRESET=smoke for seconds-long.
+PRESET ?= sample
+lab: venv
+	$(VENV)/bin/blipnb lab -f $(PRESET)
 
 # Optional, offline: a tiny GIT trained on the demo's sample with the demo's recipe (GIT has no pixel cache), then
 # both runs compared on the same test images. Runs the demo first when runs/sample has no scores yet.

@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--seed", type=int, help=f"seed of the resampling (default {scoring.bootstrap_seed})")
     co.add_argument("--clip-model", help=f"CLIP for CLIP-S and RefCLIP-S, a hub id or a folder ('': off; default "
                                          f"{scoring.clip_model})")
+    lb = sub.add_parser("lab", help="JupyterLab on the notebooks, prepared with a preset's parameters in the run "
+                                    "directory (make lab): prints the URL to open")
+    lb.add_argument("-f", "--preset", default="sample", help="a preset's name or YAML file (default: sample, offline)")
+    lb.add_argument("--out", default=None, help="the run directory (default: the preset's run_dir)")
+    lb.add_argument("--port", type=int, default=8888, help="port on 127.0.0.1 (another free one if taken)")
+    lb.add_argument("--no-browser", action="store_true", help="print the URL without opening a browser")
+    lb.add_argument("--notebooks", type=Path, default=None, help="folder holding the notebooks")
     # Listed for --help only: main() hands `blipnb serve ...` to blipnb.serve, whose options need torch to build.
     sub.add_parser("serve", help="caption images over HTTP with dynamic batching: blipnb serve MODEL_DIR --port P "
                                  "(see blipnb serve --help)")
@@ -153,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(argv[1:])
         if argv[:1] == ["run-all"]:
             require("papermill", "blipnb run-all")
+        if argv[:1] == ["lab"]:
+            require("jupyterlab", "blipnb lab")
     except MissingExtra as e:
         raise SystemExit(f"blipnb: {e}") from None
     parser = build_parser()
@@ -167,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_parameters(args.notebook))
         return 0
     try:
+        if args.command == "lab":
+            from .lab import main as lab
+
+            return lab(args)
         if args.command == "caption":
             return caption(args)
         if args.command == "compare":

@@ -1,6 +1,8 @@
-// Drives notebooks 04 and 05 in JupyterLab inside Debian's chromium and writes what it saw as JSON.
+// Drives notebooks 01 to 05 in JupyterLab inside Debian's chromium, as a person would (Run All on each, in
+// order; then 04's and 05's widgets), and writes what it saw as JSON.
 //
-//   node tests/browser/drive.mjs <lab url> <notebook dir in the lab> <out dir> <wide png> <not-an-image file>
+//   node tests/browser/drive.mjs <lab url, with ?token=...> <notebook dir in the lab> <out dir> <wide png>
+//                                <not-an-image file>
 //
 // tests/browser/test_browser.py starts JupyterLab, runs this, and asserts on <out dir>/report.json; the
 // screenshots land in <out dir> too. The script only observes: every check is an assertion in the pytest file, so
@@ -9,7 +11,11 @@ import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const [labUrl, nbDir, outDir, widePng, notImage] = process.argv.slice(2);
+const [labArg, nbDir, outDir, widePng, notImage] = process.argv.slice(2);
+const labUrl = new URL(labArg).origin;
+const token = new URL(labArg).searchParams.get('token');
+const inLab = (name) => (nbDir && nbDir !== '.' ? `${nbDir}/${name}` : name);
+const FIRST = { '01': '01_data_exploration.ipynb', '02': '02_finetune.ipynb', '03': '03_evaluate.ipynb' };
 const CHROMIUM = process.env.BLIPNB_CHROMIUM || '/usr/bin/chromium';
 const RUN_ALL_MS = 300_000; // 05 loads two models and captions a folder: about a minute on 2 busy cores
 const CHANGE_MS = 60_000;   // one widget round trip through the kernel (captioning included)
@@ -24,6 +30,13 @@ report.browser = `chromium ${browser.version()}`;
 try {
   page.on('pageerror', (e) => report.pageErrors.push(String(e)));
   page.setDefaultTimeout(CHANGE_MS);
+  if (token) await page.goto(`${labUrl}/lab?token=${token}`); // the token once; the session cookie after that
+  for (const [nb, file] of Object.entries(FIRST)) {  // 01 explores, 02 trains, 03 evaluates: Run All, in order
+    report.notebooks[nb] = await openAndRunAll(page, inLab(file));
+    Object.assign(report.notebooks[nb], await pageChecks(page));
+    await page.screenshot({ path: path.join(outDir, `${nb}_ran.png`) });
+    save();
+  }
   await notebook04(page, report.notebooks['04'] = {});
   save();
   await notebook05(page, report.notebooks['05'] = {});
@@ -39,7 +52,7 @@ try {
 // ------------------------------------------------------------------------------------------ the notebooks
 
 async function notebook04(page, seen) {
-  Object.assign(seen, await openAndRunAll(page, `${nbDir}/04_error_analysis.ipynb`));
+  Object.assign(seen, await openAndRunAll(page, inLab('04_error_analysis.ipynb')));
   const root = widgetRoot(page, 'rank');
   await root.scrollIntoViewIfNeeded();
   const details = async () => (await root.innerText()).trim();
@@ -94,7 +107,7 @@ async function notebook04(page, seen) {
 }
 
 async function notebook05(page, seen) {
-  Object.assign(seen, await openAndRunAll(page, `${nbDir}/05_inference_demo.ipynb`));
+  Object.assign(seen, await openAndRunAll(page, inLab('05_inference_demo.ipynb')));
   const root = widgetRoot(page, 'temperature');
   await root.scrollIntoViewIfNeeded();
   const captionText = async () => JSON.stringify(await captionPanels(root));

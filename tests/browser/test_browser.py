@@ -1,9 +1,9 @@
-"""Notebooks 04 and 05 in a real browser: JupyterLab in Debian's chromium, driven by npm's playwright-core.
-
-The fixture starts JupyterLab on a free loopback port without a token, rooted at a copy of the smoke run, and
-`drive.mjs` runs all cells of 04 and 05 there and works their widgets the way a person would: 04's slider, order,
-sort and filter; 05's three decoding modes, Caption, the image picker and two uploads through the file chooser.
-It writes what it saw to report.json beside its screenshots, and the tests below assert on that.
+"""The suite in a real browser, as a person uses it: `blipnb lab` (what `make lab` runs) prepares the five notebooks
+with the smoke preset and starts JupyterLab with a token; Debian's chromium, driven by npm's playwright-core, opens
+the printed URL and runs 01 to 05 in order with Run All, then works 04's and 05's widgets the way a person would:
+04's slider, order, sort and filter; 05's three decoding modes, Caption, the image picker and two uploads through the
+file chooser. `drive.mjs` writes what it saw to report.json beside its screenshots, and the tests below assert on
+that.
 
 Needs `node`, `chromium` (Debian's, at /usr/bin/chromium or $BLIPNB_CHROMIUM) and `npm ci --prefix tests/browser`.
 Without them the suite is skipped with one line saying what is missing; under BLIPNB_REQUIRE_BROWSER=1 (CI) the
@@ -23,19 +23,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image, ImageDraw
 
 from blipnb import runs
-from blipnb.cli import main
-from blipnb.suite import notebook_parameters, run_all
 from blipnb.notebook import HEADLESS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SMOKE = ROOT / "notebooks" / "params" / "smoke.yaml"
 CHROMIUM = os.environ.get("BLIPNB_CHROMIUM", "/usr/bin/chromium")
-NOTEBOOKS = ("04_error_analysis", "05_inference_demo")
 WIDE = (128, 64)  # the uploaded test image: 2:1, so a stretched or squeezed drawing shows in its aspect ratio
 ASPECT_TOLERANCE = 0.02
 DRIVE_TIMEOUT_S = 540
@@ -68,30 +64,6 @@ if MISSING and not REQUIRED:  # one line for the whole module in make test's -rs
     pytest.skip("browser suite skipped: missing " + "; ".join(MISSING), allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def lab_root(tmp_path_factory) -> Path:
-    """A copy of the smoke run (make test's nbval run, else a fresh one of 01-03) with 04 and 05 prepared in it."""
-    if MISSING:  # and BLIPNB_REQUIRE_BROWSER=1: every test of the suite fails, naming what is missing
-        pytest.fail("browser suite cannot run, and BLIPNB_REQUIRE_BROWSER=1 makes that a failure: missing "
-                    + "; ".join(MISSING), pytrace=False)
-    source = os.environ.get("BLIPNB_SMOKE_RUN")
-    if not source:
-        source = tmp_path_factory.mktemp("smoke") / "run"
-        rc = main(["run-all", "-f", str(SMOKE), "--out", str(source),
-                   "--only", "01_data_exploration", "02_finetune", "03_evaluate"])
-        assert rc == 0, f"the smoke run failed: see the notebooks under {source}"
-    root = tmp_path_factory.mktemp("lab") / "run"
-    # The notebooks write into their run directory: a copy keeps the session's smoke run as the other tests see it.
-    shutil.copytree(source, root, ignore=shutil.ignore_patterns("checkpoints", runs.NOTEBOOKS_DIR, "logs"))
-    for name in (runs.PREDICTIONS, runs.METRICS, runs.CONFIG):
-        assert (root / name).exists(), f"the smoke run lacks {name}: 02 and 03 must have run"
-    nb_dir = ROOT / "notebooks"
-    declared = set().union(*(notebook_parameters(nb_dir / f"{n}.ipynb") for n in NOTEBOOKS))
-    params = {k: v for k, v in yaml.safe_load(SMOKE.read_text()).items() if k in declared}
-    assert run_all(params, root, nb_dir, only=list(NOTEBOOKS), prepare_only=True) == 0
-    return root
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -99,37 +71,50 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lab(lab_root, tmp_path_factory):
-    """JupyterLab serving lab_root on a free loopback port, no token; stopped with its kernels at the end."""
+def lab(tmp_path_factory):
+    """`blipnb lab -f smoke --no-browser` on a fresh run directory and a free loopback port, as `make lab` starts it;
+    yields the URL it prints (with its token). Stopped with its kernels at the end."""
+    if MISSING:  # and BLIPNB_REQUIRE_BROWSER=1: every test of the suite fails, naming what is missing
+        pytest.fail("browser suite cannot run, and BLIPNB_REQUIRE_BROWSER=1 makes that a failure: missing "
+                    + "; ".join(MISSING), pytrace=False)
     port, home = _free_port(), tmp_path_factory.mktemp("jupyter")
+    run_dir = tmp_path_factory.mktemp("lab") / "run"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     env.pop(HEADLESS, None)  # the kernels must behave as under a person's JupyterLab
     news = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text('{"fetchNews": "false"}')  # no "get notified about Jupyter news?" toast over the page
-    log = open(home / "lab.log", "w")
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={lab_root}",
-         "--ServerApp.port_retries=0", "--ServerApp.allow_root=True", "--LabApp.expose_app_in_browser=True",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    # What the driver needs of the page (window.jupyterapp), and no update check: settings, not blipnb lab's defaults.
+    (home / "config").mkdir()
+    (home / "config" / "jupyter_lab_config.json").write_text(json.dumps({"LabApp": {
+        "expose_app_in_browser": True, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}))
+    log_path = home / "lab.log"
+    log = open(log_path, "w")
+    server = subprocess.Popen([sys.executable, "-m", "blipnb.cli", "lab", "-f", str(SMOKE), "--out", str(run_dir),
+                               "--no-browser", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 90
+        deadline, url = time.time() + 180, None
         while True:
+            found = [line.split("open ", 1)[1] for line in log_path.read_text().splitlines()
+                     if line.startswith("blipnb lab: open ")]
+            url = url or (found[0] if found else None)
             try:
-                with urllib.request.urlopen(f"{url}/api/status", timeout=2):
-                    break
+                if url:
+                    origin, token = url.split("/lab/")[0], url.split("token=")[1]
+                    with urllib.request.urlopen(f"{origin}/api/status?token={token}", timeout=2):
+                        break
             except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    raise AssertionError(f"JupyterLab did not start: {(home / 'lab.log').read_text()[-2000:]}") from None
-                time.sleep(0.5)
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"blipnb lab did not start: {log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        assert (run_dir / runs.NOTEBOOKS_DIR / "02_finetune.ipynb").is_file()
         yield url
     finally:
-        # Its own process group holds the server and the kernels it started: stop them all.
+        # Its own process group holds blipnb lab, JupyterLab and the kernels it started: stop them all.
         for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             try:
                 os.killpg(server.pid, sig)
@@ -153,7 +138,7 @@ def report(lab, tmp_path_factory, pytestconfig) -> dict:
     ImageDraw.Draw(image).ellipse((WIDE[0] // 2 - 28, 4, WIDE[0] // 2 + 28, 60), fill="red")  # a circle: stays round
     image.save(wide)
     (files / "notes.txt").write_text("these are notes, not a picture\n")
-    proc = subprocess.run(["node", str(HERE / "drive.mjs"), lab, runs.NOTEBOOKS_DIR, str(out), str(wide),
+    proc = subprocess.run(["node", str(HERE / "drive.mjs"), lab, ".", str(out), str(wide),
                            str(files / "notes.txt")], cwd=HERE, capture_output=True, text=True,
                           timeout=DRIVE_TIMEOUT_S, env={**os.environ, "BLIPNB_CHROMIUM": CHROMIUM})
     path = out / "report.json"
@@ -172,7 +157,7 @@ def _steps(report: dict, nb: str) -> dict[str, dict]:
     return {s["step"]: s for s in report["notebooks"][nb]["steps"]}
 
 
-@pytest.mark.parametrize("nb", ["04", "05"])
+@pytest.mark.parametrize("nb", ["01", "02", "03", "04", "05"])
 def test_notebook_runs_in_the_browser_without_errors(report, nb):
     seen = report["notebooks"][nb]
     assert seen["ranAll"] and seen["unexecuted"] == 0 and not seen["cellErrors"], seen

@@ -13,10 +13,13 @@ HEADLESS = "BLIPNB_HEADLESS"  # "1": nobody watches (papermill, run-all): progre
 
 
 def in_notebook() -> bool:
-    """Whether this runs in a Jupyter kernel a person is using (not one papermill or run-all started)."""
+    """Whether this runs in a Jupyter kernel a person is using (not one papermill or run-all started, and not a
+    process that merely imported IPython, such as a test runner)."""
     import sys
 
-    return "ipykernel" in sys.modules and os.environ.get(HEADLESS, "").strip() != "1"
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell" and os.environ.get(HEADLESS, "").strip() != "1"
 
 
 def offline_hint(cwd: str | os.PathLike | None = None, notebook: bool | None = None) -> str:

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -120,7 +121,12 @@ def test_offline_hint_names_a_path_that_works_from_here(tmp_path, monkeypatch):
 def test_offline_hint_speaks_to_a_notebook_user_of_the_preset_parameter_and_make_lab(monkeypatch):
     hint = offline_hint(notebook=True)
     assert 'preset = "sample"' in hint and "make lab" in hint and " -f " not in hint
-    monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel") or object())
+    assert " -f " in offline_hint()  # this test process imported IPython, maybe, but runs no kernel
+
+    class ZMQInteractiveShell:  # the shell of a Jupyter kernel
+        pass
+
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=ZMQInteractiveShell))
     monkeypatch.delenv(HEADLESS, raising=False)
     assert offline_hint() == hint  # in a kernel a person uses
     monkeypatch.setenv(HEADLESS, "1")  # papermill's or run-all's kernel: the command line's hint

@@ -253,7 +253,7 @@ def serve_section(files: list[tuple[str, dict]]) -> list[str]:
             held.append([f"`{name}`", d["date_utc"][:10], num(full), num(batched["max_batch_size"]),
                          memory(batched), memory(unbatched)])
         out += table(["file", "load avg", "clients", "batch timeout", "batched req/s", "p50 / p99 ms",
-                      "unbatched req/s", "p50 / p99 ms", "ratio", "failed", "turned away: queue full"], speed)
+                      "unbatched req/s", "p50 / p99 ms", "ratio", "failed", "share turned away (queue full)"], speed)
         out += table(["file", "date", "full batches", "of size", "memory MB batched (start → end, peak)",
                       "unbatched"], held)
         out += ["Commands:", ""]
@@ -268,7 +268,7 @@ def shed(c: dict) -> str:
     before the bound existed)."""
     if c.get("shed_share") is None:
         return "–"
-    return f"{100 * c['shed_share']:.1f}% (queue {num(c.get('max_queue'))})"
+    return f"{num(c['shed_share'], 3)} (queue {num(c.get('max_queue'))})"
 
 
 def latency(c: dict) -> str:

@@ -12,9 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "results.md"
 
-# A number in the page's prose or tables: 1,342.0 / 0.848 / 16, not the 4 of p50 or H200 or a file name's digits.
-PAGE_NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\w)")
-ANY_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# A number in the page's prose or tables: 1,342.0 / 0.848 / -0.120 / 16, not the 4 of p50 or H200 or a file name's
+# digits. A difference keeps its sign, so it must match the file's value with that sign.
+PAGE_NUMBER = re.compile(r"(?<![\w.,])(-?(?:\d{1,3}(?:,\d{3})+|\d+))(\.\d+)?(?!\w)")
+ANY_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")  # with its sign, as the page shows it
 CODE = re.compile(r"`[^`\n]*`")
 
 
@@ -43,8 +44,9 @@ def json_numbers(folder: Path) -> tuple[list[float], set[str]]:
 
     for path in folder.glob("*.json"):
         raw = path.read_text(encoding="utf-8")
-        texts.update(ANY_NUMBER.findall(path.name))
-        texts.update(ANY_NUMBER.findall(raw))
+        for found in (ANY_NUMBER.findall(path.name), ANY_NUMBER.findall(raw)):
+            texts.update(found)
+            texts.update(t.lstrip("-") for t in found)  # "0-100" holds 100 too
         walk(json.loads(raw))
     return values, texts
 

@@ -267,7 +267,7 @@ def comparison_report(comparison: dict) -> str:
     for pair in comparison["pairs"]:
         lines += ["", f"## {pair['a']} vs {pair['b']}", ""] + markdown_table(pair_rows(comparison, pair))
     lines += ["", "P(A beats B): the share of paired resamples (the same images drawn for both runs) in which A "
-              "scores higher; a tie is not a win, so a run against itself gets 0. A difference whose interval excludes "
+              "scores better (higher; lower where the scale says ↓); a tie is not a win, so a run against itself gets 0. A difference whose interval excludes "
               "0 holds across resamples of these images; other images, or another training seed, may move it.", "",
               "## Notes", ""]
     notes = ([single_reference_note(refs)] if refs < 2 else []) + table_notes(comparison)

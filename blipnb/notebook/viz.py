@@ -210,7 +210,7 @@ def plot_run_comparison(comparison: dict) -> Figure:
     if groups:
         fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside upper center", ncols=len(bars),
                    title=f"{comparison.get('split', '')} split, n={comparison.get('n_images', '?')} images, 95% CI")
-        title = "A - B, 95% paired-bootstrap CI" + (" (P: share of resamples where A scores higher)"
+        title = "A - B, 95% paired-bootstrap CI" + (" (P: share of resamples where A scores better)"
                                                     if len(pairs) == 1 else "")
         fig.legend(*axes[1][0].get_legend_handles_labels(), loc="outside lower center", ncols=min(4, len(pairs)),
                    title="\n".join(filter(None, (title, missing))), title_fontsize=8)

@@ -62,17 +62,23 @@ class ClipEmbedder:
         self.model, self.processor, self.batch_size, self.progress = model, processor, batch_size, progress
         self.device = next(model.parameters()).device
         self._split, self._images = split, None
+        self._texts: dict[str, np.ndarray] = {}  # every model and the ceiling are scored against the same references
 
     @torch.no_grad()
     def texts(self, texts: list[str]) -> np.ndarray:
-        out = []
+        """Unit-length embeddings of texts, one row each; a text embedded before is not embedded again."""
+        new = list(dict.fromkeys(t for t in texts if t not in self._texts))
         limit = self.model.config.text_config.max_position_embeddings  # CLIP reads 77 tokens; longer is cut
-        for start in range(0, len(texts), self.batch_size):
-            batch = self.processor(text=texts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                                   truncation=True, max_length=limit).to(self.device)
-            out.append(_unit(_features(self.model.get_text_features(input_ids=batch["input_ids"],
-                                                                    attention_mask=batch["attention_mask"]))))
-        return np.concatenate(out) if out else np.zeros((0, self.model.config.projection_dim))
+        for start in range(0, len(new), self.batch_size):
+            chunk = new[start:start + self.batch_size]
+            batch = self.processor(text=chunk, return_tensors="pt", padding=True, truncation=True,
+                                   max_length=limit).to(self.device)
+            vectors = _unit(_features(self.model.get_text_features(input_ids=batch["input_ids"],
+                                                                   attention_mask=batch["attention_mask"])))
+            self._texts.update(zip(chunk, vectors))
+        if not texts:
+            return np.zeros((0, self.model.config.projection_dim))
+        return np.stack([self._texts[t] for t in texts])
 
     @torch.no_grad()
     def images(self, images: list) -> np.ndarray:

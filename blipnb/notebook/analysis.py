@@ -195,8 +195,7 @@ def fully_right(rows: list[dict], split) -> set[str] | None:
         return None
     out = set()
     for r in rows:
-        judged = _judge(truth[str(r["image_id"])], parse_attributes(r["prediction"]))
-        if judged["count"] and not judged["extra"] and all(all(judged[k]) for k in OBJECT_KEYS):
+        if _all_right(_judge(truth[str(r["image_id"])], parse_attributes(r["prediction"]))):
             out.add(str(r["image_id"]))
     return out
 
@@ -210,6 +209,11 @@ def _judge(gt: dict, pred: dict) -> dict:
     return {"count": pred["count"] == gt["count"], "extra": len(said) - sum(j is not None for j in best), **hits}
 
 
+def _all_right(judged: dict) -> bool:
+    """The count and every attribute of every object right, and no other shape described."""
+    return bool(judged["count"] and not judged["extra"] and all(all(judged[k]) for k in OBJECT_KEYS))
+
+
 def _accuracy(results: list[dict]) -> dict:
     out = {"n_images": len(results)}
     if not results:
@@ -218,8 +222,7 @@ def _accuracy(results: list[dict]) -> dict:
     for k in OBJECT_KEYS:
         hits = [h for r in results for h in r[k]]
         out[k] = statistics.fmean(hits) if hits else None
-    out["all"] = statistics.fmean(r["count"] and not r["extra"] and all(all(r[k]) for k in OBJECT_KEYS)
-                                  for r in results)
+    out["all"] = statistics.fmean(_all_right(r) for r in results)
     return out
 
 

@@ -89,12 +89,15 @@ def _available(metrics: dict) -> tuple[list[str], dict]:
     """Metric keys with a value for some model, and the reasons the others are missing."""
     results = metrics["results"]
     keys = [k for k in METRIC_KEYS if any(r["metrics"].get(k) is not None for r in results.values())]
-    by_reason: dict[str, list[str]] = {}  # CLIP-S and RefCLIP-S share one reason: said once
+    why: dict[str, str] = {}  # the first model's reason for each missing metric
     for name, r in results.items():
         for k in METRIC_KEYS:
-            if k not in keys and k in r["metrics"] and k not in {x for ks in by_reason.values() for x in ks}:
-                by_reason.setdefault(r.get("unavailable", {}).get(k) or f"null for {name}", []).append(k)
-    return keys, {", ".join(ks): why for why, ks in by_reason.items()}
+            if k not in keys and k in r["metrics"]:
+                why.setdefault(k, r.get("unavailable", {}).get(k) or f"null for {name}")
+    by_reason: dict[str, list[str]] = {}  # CLIP-S and RefCLIP-S share one reason: said once
+    for k, reason in why.items():
+        by_reason.setdefault(reason, []).append(k)
+    return keys, {", ".join(ks): reason for reason, ks in by_reason.items()}
 
 
 def _width(groups: list) -> float:

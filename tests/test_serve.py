@@ -38,36 +38,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`blipnb serve` on an untrained tiny BLIP; stopped with SIGTERM at the end, which must end every process."""
-    from blipnb.model.tiny import build_tiny_blip
-
-    root = tmp_path_factory.mktemp("serve")
-    model_dir = build_tiny_blip(CAPTIONS, root / "model", ModelConfig(from_scratch=True, image_size=32, vocab_size=100,
-                                                                      hidden_size=64, num_layers=1, num_heads=2))
-    write_endpoint(model_dir, GenerationConfig(num_beams=1, max_new_tokens=8))
-    port = free_port()
-    log = root / "serve.log"
-    cmd = [sys.executable, "-m", "blipnb.cli", "serve", str(model_dir), "--port", str(port), "--max-batch-size", "8",
-           "--batch-timeout", "0.05", "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-image-pixels", str(MAX_PIXELS),
-           "--threads", "1"]
+def start_server(model_dir, options: list[str], root, env: dict | None = None):
+    """`blipnb serve model_dir --port P *options` on a free loopback port, logging to root/serve.log; returns
+    (process, url, log) once /health answers 200 (which needs no key)."""
+    port, log = free_port(), root / "serve.log"
+    cmd = [sys.executable, "-m", "blipnb.cli", "serve", str(model_dir), "--port", str(port), *options]
     with open(log, "a") as out:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while time.time() < deadline:
         assert proc.poll() is None, f"blipnb serve exited:\n{log_text(log)[-4000:]}"
         try:
             if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                break
+                return proc, url, log
         except (OSError, urllib.error.URLError):
             pass
         time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"/health never answered 200:\n{log_text(log)[-4000:]}")
+    proc.kill()
+    pytest.fail(f"/health never answered 200:\n{log_text(log)[-4000:]}")
+
+
+def tiny_export(root, decoding: GenerationConfig):
+    """An untrained tiny BLIP exported to root/model with `decoding` stored as its own."""
+    from blipnb.model.tiny import build_tiny_blip
+
+    model_dir = build_tiny_blip(CAPTIONS, root / "model", ModelConfig(from_scratch=True, image_size=32, vocab_size=100,
+                                                                      hidden_size=64, num_layers=1, num_heads=2))
+    write_endpoint(model_dir, decoding)
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`blipnb serve` on an untrained tiny BLIP; stopped with SIGTERM at the end, which must end every process."""
+    root = tmp_path_factory.mktemp("serve")
+    model_dir = tiny_export(root, GenerationConfig(num_beams=1, max_new_tokens=8))
+    proc, url, log = start_server(model_dir, ["--max-batch-size", "8", "--batch-timeout", "0.05", "--max-upload-mb",
+                                              str(MAX_UPLOAD_MB), "--max-image-pixels", str(MAX_PIXELS), "--threads",
+                                              "1"], root)
     children = psutil.Process(proc.pid).children(recursive=True)
     yield {"url": url, "proc": proc, "log": log, "model_dir": model_dir}
     proc.send_signal(signal.SIGTERM)

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
-from test_serve import CAPTIONS, free_port, jpeg
+from test_serve import jpeg, start_server, tiny_export
 
 from blipnb import serve
-from blipnb.config import GenerationConfig, ModelConfig
-from blipnb.model.deploy import write_endpoint
+from blipnb.config import GenerationConfig
 
 KEY = "s3cret-key-for-tests"
 MAX_QUEUE = 2
@@ -30,31 +26,10 @@ MAX_QUEUE = 2
 def guarded(tmp_path_factory):
     """A server with a key and a queue of MAX_QUEUE; a batch of 2 waits up to 1 s to fill, so a burst finds the queue
     full. Stopped with SIGTERM at the end."""
-    from blipnb.model.tiny import build_tiny_blip
-
     root = tmp_path_factory.mktemp("guarded")
-    model_dir = build_tiny_blip(CAPTIONS, root / "model", ModelConfig(from_scratch=True, image_size=32, vocab_size=100,
-                                                                      hidden_size=64, num_layers=1, num_heads=2))
-    write_endpoint(model_dir, GenerationConfig(num_beams=1, max_new_tokens=8))
-    port, log = free_port(), root / "serve.log"
-    cmd = [sys.executable, "-m", "blipnb.cli", "serve", str(model_dir), "--port", str(port), "--max-batch-size", "2",
-           "--batch-timeout", "1.0", "--max-queue", str(MAX_QUEUE), "--threads", "1"]
-    with open(log, "a") as out:
-        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", serve.KEY_ENV: KEY})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        assert proc.poll() is None, f"blipnb serve exited:\n{log.read_text()[-4000:]}"
-        try:
-            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:  # open: no key sent
-                break
-        except (OSError, urllib.error.URLError):
-            pass
-        time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"/health never answered 200:\n{log.read_text()[-4000:]}")
+    model_dir = tiny_export(root, GenerationConfig(num_beams=1, max_new_tokens=8))
+    proc, url, log = start_server(model_dir, ["--max-batch-size", "2", "--batch-timeout", "1.0", "--max-queue",
+                                              str(MAX_QUEUE), "--threads", "1"], root, {serve.KEY_ENV: KEY})
     yield {"url": url, "proc": proc, "log": log}
     proc.send_signal(signal.SIGTERM)
     try:

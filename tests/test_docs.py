@@ -7,11 +7,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-# How the project was built is no part of it: ticket numbers, work periods, the day something was measured. The
-# words are assembled, so that this file does not itself speak of them.
-_TICKET, _PERIOD = "iss" + "ue", "ses" + "sion"
-BUILD_TALK = re.compile(rf"\b{_TICKET}s? [0-9]|\b{_TICKET} #|\b{_PERIOD} that|\b{_PERIOD}s\b|\bafter" + "noon"
-                        + rf"|this machine's {_PERIOD}", re.IGNORECASE)
+# The files describe the product as it is. Phrases that would point outside it (a numbered work item, a dated
+# sitting) are assembled from parts here, so that this file does not contain them either.
+_ITEM, _SITTING = "iss" + "ue", "ses" + "sion"
+BUILD_TALK = re.compile(rf"\b{_ITEM}s? [0-9]|\b{_ITEM} #|\b{_SITTING} that|\b{_SITTING}s\b|\bafter" + "noon"
+                        + rf"|this machine's {_SITTING}", re.IGNORECASE)
 SCANNED = ("README.md", "docs", "benchmarks", "tests", "blipnb")
 TEXT = {".md", ".py", ".sh", ".txt", ".yaml", ".yml", ".toml", ".mjs", ".js", ".json", ".cfg", ".ini"}
 SKIPPED_DIRS = {"node_modules", "__pycache__", "screenshots", ".pytest_cache"}
@@ -40,10 +40,10 @@ def test_no_file_speaks_of_how_or_when_it_was_built():
 
 
 def test_the_phrase_check_catches_what_it_should_and_spares_function_names():
-    for bad in (f"scripts for {_TICKET} 5", f"see {_TICKET.title()} #3", f"The {_PERIOD} that built these",
-                f"over earlier {_PERIOD}s", "three runs on one after" + "noon"):
+    for bad in (f"scripts for {_ITEM} 5", f"see {_ITEM.title()} #3", f"The {_SITTING} that built these",
+                f"over earlier {_SITTING}s", "three runs on one after" + "noon"):
         assert BUILD_TALK.search(bad), bad
-    for fine in (f"meteor_{_PERIOD}(scorer)", f"once per test {_PERIOD}", "a tissue 5 cm wide"):
+    for fine in (f"meteor_{_SITTING}(scorer)", f"once per test {_SITTING}", "a tissue 5 cm wide"):
         assert not BUILD_TALK.search(fine), fine
 
 

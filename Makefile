@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Without a CUDA GPU take the CPU torch wheel first: a plain `torch` requirement pulls a multi-GB CUDA build.
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q $(TORCH_CPU); fi
-	$(PY) -m pip install -q -e '.[notebooks,dev,serve]'
+	$(PY) -m pip install -q -e '.[notebooks,dev,serve,sweep,mlflow]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	# Strip notebook outputs on commit, keeping cell tags (the parameters tag). The committed notebooks are exactly
 	# what this filter writes (cell ids "0", "1", ...), so a fresh clone stays clean; a test holds that.

@@ -12,6 +12,7 @@ from .errors import USER_ERRORS, MissingExtra, ModelUnavailable, ParameterError,
 from .notebook.params import NOTEBOOKS
 from .presets import add_parameter_arguments, read_params
 from .suite import default_notebook_dir, run_all, run_seeds
+from .sweep import add_arguments as add_sweep_arguments
 from .train import add_arguments as add_train_arguments
 from .train import train
 
@@ -101,7 +102,7 @@ def compare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `blipnb` command line: run-all, train, params, caption and compare."""
+    """The `blipnb` command line: run-all, train, sweep, params, caption, compare, lab and serve."""
     parser = argparse.ArgumentParser(prog="blipnb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     ra = sub.add_parser("run-all", help="execute notebooks 01-05 headless for one run directory")
@@ -115,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="notebook 02's training from a shell (also under torchrun / accelerate "
                                       "launch): -f/-p as run-all, run_dir among them")
     add_train_arguments(tr)
+    sw = sub.add_parser("sweep", help="a hyperparameter sweep chosen on validation (optuna): trials as run "
+                                      "directories, a study that resumes, the best as a preset, 03 on the best")
+    add_sweep_arguments(sw)
     pp = sub.add_parser("params", help="list the parameters a notebook (or the suite) takes, with defaults and help")
     pp.add_argument("notebook", nargs="?", default=None, choices=NOTEBOOKS, metavar="NOTEBOOK",
                     help=f"one of {', '.join(NOTEBOOKS)} (default: all)")
@@ -162,12 +166,20 @@ def main(argv: list[str] | None = None) -> int:
             require("papermill", "blipnb run-all")
         if argv[:1] == ["lab"]:
             require("jupyterlab", "blipnb lab")
+        if argv[:1] == ["sweep"]:
+            require("optuna", "blipnb sweep")
     except MissingExtra as e:
         raise SystemExit(f"blipnb: {e}") from None
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "train":
         return train(args, extra, parser.error)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "sweep":
+        from .sweep import sweep
+
+        return sweep(args, parser.error)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "params":

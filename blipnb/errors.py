@@ -84,7 +84,7 @@ class MissingExtra(ImportError):
 
 # The optional extras of pyproject.toml: what each brings, by the module a feature imports first.
 EXTRAS = {"litserve": "serve", "papermill": "notebooks", "jupyter_client": "notebooks", "ipywidgets": "notebooks",
-          "pandas": "notebooks", "nbval": "notebooks", "jupyterlab": "notebooks"}
+          "pandas": "notebooks", "nbval": "notebooks", "jupyterlab": "notebooks", "optuna": "sweep"}
 
 
 def require(module: str, feature: str):

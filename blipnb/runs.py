@@ -28,6 +28,14 @@ PREDICTIONS = "predictions.jsonl"  # fine-tuned model on the test split, one row
 BASELINE_PREDICTIONS = "predictions_baseline.jsonl"  # the starting model on the same images
 METRICS = "metrics.json"  # scores of both models, CIs, paired comparison
 SWEEP = "decoding_sweep.json"  # validation grid over decoding settings
+# A hyperparameter sweep's directory (`blipnb sweep --out`, or HP_SWEEP_DIR inside a run when 02 has hp_trials):
+HP_SWEEP_DIR = "sweep"
+HP_STUDY = "study.db"  # the optuna study (SQLite): the same command goes on with the trials not yet done
+HP_TRIALS = "trials.json"  # one row per trial: number, state, validation objective, parameters, run directory
+HP_TRIALS_TABLE = "trials.md"  # the same as a Markdown table
+HP_FIGURE = "trials.png"  # the objective against each parameter, and by trial
+HP_BEST = "best.yaml"  # the best trial's parameters as a preset (-f)
+TRIAL_PREFIX = "trial-"  # each trial's run directory: trial-000, trial-001, ...
 ERROR_ANALYSIS = "error_analysis.json"  # 04's tables
 FIGURES_DIR = "figures"
 NOTEBOOKS_DIR = "notebooks"  # executed notebooks written by `blipnb run-all`
@@ -49,7 +57,7 @@ COMPARISON_FIGURE = "comparison.png"  # each run's scores with CIs, and the pair
 # checks (both keyed by content).
 OUTPUTS = (CONFIG, PROVENANCE, DATA_SUMMARY, SKIPPED, BASE_MODEL_DIR, MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR,
            LOGS_DIR, LOG_HISTORY, TRAIN_RESULTS, PREDICTIONS, BASELINE_PREDICTIONS, METRICS, SWEEP, ERROR_ANALYSIS,
-           FIGURES_DIR, NOTEBOOKS_DIR, COMPARISON_DIR)
+           FIGURES_DIR, NOTEBOOKS_DIR, COMPARISON_DIR, HP_SWEEP_DIR)
 # Kept by `overwrite`: every entry is keyed by the content it describes, so an old one is never wrong, only unused.
 KEYED_BY_CONTENT = (IMAGE_CHECKS,)
 # 01's figures (a test holds this list to notebook 01).
@@ -71,6 +79,11 @@ def check_caption_output(path: str | os.PathLike, name: str = "caption_output") 
     if path.suffix.lower() not in CAPTION_SUFFIXES:
         raise ParameterError(f"parameter {name!r} must end in .csv or .jsonl, got {str(path)!r}")
     return path
+
+
+def trial_dir_name(number: int) -> str:
+    """The run directory name of a sweep's trial `number` (optuna's, from 0)."""
+    return f"{TRIAL_PREFIX}{number:03d}"
 
 
 class RunDir:

@@ -93,6 +93,10 @@ class TrainConfig:
                                                             "checkpoint folder, or False (start afresh)")
     num_processes: int = param(1, "training processes: 1 trains in this kernel, more launch torchrun on this "
                                   "machine")
+    hp_trials: int = param(0, "hyperparameter sweep: > 0 trains this many trials (optuna, chosen on validation "
+                              "CIDEr) into <run_dir>/sweep and keeps the best as this run")
+    hp_space: Optional[str] = param(None, "hyperparameter sweep: a search space YAML (None: the built-in one; see "
+                                          "docs/sweeps.md)")
 
     def __post_init__(self):
         one_of("eval_strategy", self.eval_strategy, ("epoch", "steps", "no"))
@@ -118,6 +122,12 @@ class TrainConfig:
         if self.lora_targets != "auto" and not self.lora_target_modules():
             raise ParameterError("parameter 'lora_targets' names no module, e.g. 'query,value'")
         at_least("num_processes", self.num_processes, 1)
+        at_least("hp_trials", self.hp_trials, 0)
+        if self.hp_trials and self.eval_strategy == "no":
+            raise ParameterError("a sweep chooses on validation: hp_trials > 0 needs eval_strategy 'epoch' or 'steps'")
+        if self.hp_trials and self.cache_embeddings:
+            raise ParameterError("hp_trials > 0 cannot cache embeddings: trials may train the vision tower "
+                                 "(finetune_method is searched); set cache_embeddings False")
         if self.resume_from_checkpoint is True or self.resume_from_checkpoint == "":
             raise ParameterError("parameter 'resume_from_checkpoint' must be 'auto', a checkpoint folder or False")
         if self.cache_embeddings and not self.vision_frozen:

@@ -265,6 +265,58 @@ def plot_sweep_heatmap(grid: list[dict], x: str, y: str | None, value: str, face
     return fig
 
 
+STATE_MARKERS = {"finished": dict(marker="o"), "pruned": dict(marker="x"), "failed": dict(marker="s", alpha=0.4)}
+
+
+def plot_trials(summary: dict) -> Figure:
+    """A hyperparameter sweep (evaluation.trials.summarise): the validation objective against each searched
+    parameter (log axis where the values span decades; choices as categories), and by trial with the best so far.
+    Pruned trials show the score they were stopped at (x)."""
+    rows, objective, names = summary["trials"], summary["objective"], summary["parameters"]
+    scored = [r for r in rows if r["objective"] is not None]
+    fig = Figure(figsize=(3.2 * (len(names) + 1), 3.0), layout="constrained")
+    axes = fig.subplots(1, len(names) + 1, squeeze=False)[0]
+    best = summary["best"]["trial"]
+    for ax, name in zip(axes, names):
+        values = [r[name] for r in scored if r[name] is not None]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        ticks = [] if numeric else sorted({str(v) for v in values})
+        for state, style in STATE_MARKERS.items():
+            pts = [r for r in scored if r["state"] == state and r[name] is not None]
+            if not pts:
+                continue
+            xs = [r[name] if numeric else ticks.index(str(r[name])) for r in pts]
+            ax.scatter(xs, [r["objective"] for r in pts], label=state, color="tab:blue", **style)
+        for r in scored:
+            if r["trial"] == best and r[name] is not None:
+                ax.scatter([r[name] if numeric else ticks.index(str(r[name]))], [r["objective"]], s=160,
+                           facecolors="none", edgecolors="tab:red", label="best")
+        if numeric and values and min(values) > 0 and max(values) / min(values) >= 20:
+            ax.set_xscale("log")
+        if ticks:
+            ax.set_xticks(range(len(ticks)), ticks)
+        ax.set(xlabel=name, ylabel=f"validation {objective}" if ax is axes[0] else None)
+        if not values:
+            _note(ax, f"no trial drew {name}")
+    history = axes[-1]
+    for state, style in STATE_MARKERS.items():
+        pts = [r for r in scored if r["state"] == state]
+        if not pts:
+            continue
+        history.scatter([r["trial"] for r in pts], [r["objective"] for r in pts], color="tab:blue", label=state,
+                        **style)
+    finished = sorted((r["trial"], r["objective"]) for r in scored if r["state"] == "finished")
+    if finished:
+        running = np.maximum.accumulate([v for _, v in finished])
+        history.step([t for t, _ in finished], running, where="post", color="tab:red", label="best so far")
+    history.xaxis.set_major_locator(MaxNLocator(integer=True))
+    history.set(xlabel="trial", title="history")
+    history.legend(fontsize=7)
+    fig.suptitle(f"{len(rows)} trials; best: trial {best} (validation {objective} {summary['best']['objective']:.3f})",
+                 fontsize=10)
+    return fig
+
+
 def plot_caption_lengths(stats: dict) -> Figure:
     """Histogram of caption lengths in words, one panel per split, with the mean marked."""
     lengths = {s: v for s, v in stats["caption_words"].items() if v}

@@ -21,7 +21,7 @@ from .. import runs
 from ..errors import WorkerFailed  # noqa: F401  (re-exported: launch raises it)
 
 # Lines a failed worker leaves: our one-line user errors first, else the last line of a Python traceback.
-_USER_ERROR = re.compile(r"blipnb train: .+")
+_USER_ERROR = re.compile(r"blipnb (?:train|sweep): .+")
 _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b(?::.*)?$")
 _RANK_PREFIX = re.compile(r"^\[(?:default)?(?:rank)?\d+\]:\s?")
 # What the other ranks report once one has died: the consequence, not the cause.
@@ -117,14 +117,21 @@ def launch(cfg, nproc: int, log=None) -> dict:
     """Train `cfg` in `nproc` processes on this machine: `torchrun --standalone --nproc_per_node nproc -m
     blipnb.train -f <cfg's parameters>`, its log streamed to `log` (default: stdout, i.e. a notebook cell).
     Returns the run's train results; raises WorkerFailed with the worker's error message if a process fails."""
+    torchrun(cfg, nproc, "blipnb.train", log=log, what="training")
+    return runs.read_json(runs.RunDir(cfg.run_dir) / runs.TRAIN_RESULTS)
+
+
+def torchrun(cfg, nproc: int, module: str, extra: tuple = (), log=None, what: str = "training") -> None:
+    """`torchrun --standalone --nproc_per_node nproc -m MODULE -f <cfg's parameters> EXTRA...`, its log streamed to
+    `log`; a WorkerFailed names the failing worker's message."""
     import yaml
 
     log = log or sys.stdout
-    run = runs.RunDir(cfg.run_dir).ensure()
+    runs.RunDir(cfg.run_dir).ensure()
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="blipnb-train-", delete=False) as f:
         yaml.safe_dump(cfg.flat(), f, sort_keys=False)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "blipnb.train", "-f", f.name]
+           "-m", module, "-f", f.name, *extra]
     print("$ torchrun " + " ".join(cmd[3:]), file=log, flush=True)
     # Unbuffered, so the log arrives as it is written; progress bars at most every 10 s, not per step.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL", "10")}
@@ -138,8 +145,7 @@ def launch(cfg, nproc: int, log=None) -> dict:
     finally:
         Path(f.name).unlink(missing_ok=True)
     if rc != 0:
-        raise WorkerFailed(f"training with {nproc} processes failed (exit code {rc}): {worker_error(tail)}")
-    return runs.read_json(run / runs.TRAIN_RESULTS)
+        raise WorkerFailed(f"{what} with {nproc} processes failed (exit code {rc}): {worker_error(tail)}")
 
 
 def worker_error(lines: list[str]) -> str:

@@ -31,14 +31,28 @@ def train_run(cfg: Config, ds=None, model=None, processor=None) -> dict:
     if ds is None:
         with main_process_first():  # the sample (and any datasets cache) is written once
             ds = load_captions(cfg.data, run_dir=cfg.run_dir if is_main_process() else None)
-    if model is None:
-        with main_process_first():
-            model, processor = start_model(_loading_base_model(cfg), ds)
-    results = train_model(cfg, model, processor, ds)
+    if cfg.train.hp_trials:
+        results = sweep_run(cfg, ds)
+    else:
+        if model is None:
+            with main_process_first():
+                model, processor = start_model(_loading_base_model(cfg), ds)
+        results = train_model(cfg, model, processor, ds)
     if is_main_process():
         runs.write_json(runs.RunDir(cfg.run_dir) / runs.PROVENANCE,
                         {**provenance(cfg, ds), "num_processes": world_size()})
     return results
+
+
+def sweep_run(cfg: Config, ds) -> dict:
+    """02 with hp_trials > 0: a sweep of that many trials into <run_dir>/sweep (going on with one a kill
+    interrupted), then its best trial made the run in run_dir; returns the best trial's train results."""
+    from ..config.search import load_space
+    from .search import adopt_best, run_sweep
+
+    out = Path(cfg.run_dir) / runs.HP_SWEEP_DIR
+    run_sweep(cfg, cfg.train.hp_trials, load_space(cfg.train.hp_space), out, ds=ds)
+    return adopt_best(out, cfg.run_dir) if is_main_process() else {}
 
 
 def launches_torchrun(cfg: Config) -> bool:

@@ -180,9 +180,10 @@ def last_checkpoint(args: TrainingArguments) -> str | None:
     return get_last_checkpoint(str(out)) if out.is_dir() else None
 
 
-def build_trainer(cfg: Config, model, processor, ds, callbacks=()) -> CaptionTrainer:
+def build_trainer(cfg: Config, model, processor, ds, callbacks=(), model_init=None) -> CaptionTrainer:
     """A CaptionTrainer over the train pairs, with validation loss and validation CIDEr/BLEU-4 per evaluation;
-    `callbacks` are extra TrainerCallbacks."""
+    `callbacks` are extra TrainerCallbacks. With `model_init` (a hyperparameter search: it builds each trial's
+    model, prepared with prepare_model) `model` only shapes the datasets and the Trainer starts from model_init."""
     from transformers.integrations import TensorBoardCallback
 
     from .cache import training_datasets
@@ -190,26 +191,33 @@ def build_trainer(cfg: Config, model, processor, ds, callbacks=()) -> CaptionTra
     collator = CaptionCollator(processor, max_txt_len=cfg.train.max_txt_len, prompt=cfg.generation.prompt,
                                family=family_of(model))
     callbacks = [*callbacks, PrecisionCheck(resolve(cfg.train.precision))]
-    if cfg.train.report_to == "tensorboard" and is_main_process():
+    if cfg.train.report_to == "tensorboard" and is_main_process() and model_init is None:
         from torch.utils.tensorboard import SummaryWriter
 
         callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(Path(cfg.run_dir) / runs.LOGS_DIR))))
     evaluating = cfg.train.eval_strategy != "no"
-    if cfg.train.finetune_method == "lora":
-        model = apply_lora(model, cfg.train)  # in place; the Trainer gets peft's wrapper (see training.lora)
+    if model_init is None:
+        model = prepare_model(cfg, model)
     train_dataset, eval_dataset = training_datasets(cfg, model, processor, ds, evaluating)
-    if cfg.train.compile and cfg.train.shared_vision and not cfg.train.cache_embeddings:
-        # forward_loss calls the vision tower directly, past the Trainer's compiled forward: compile it
-        # in place (state_dict keys unchanged).
-        model.vision_model.compile()
     return CaptionTrainer(
-        model=model, args=training_arguments(cfg), data_collator=collator, processing_class=processor,
-        train_dataset=train_dataset, eval_dataset=eval_dataset,
+        model=None if model_init else model, model_init=model_init, args=training_arguments(cfg),
+        data_collator=collator, processing_class=processor, train_dataset=train_dataset, eval_dataset=eval_dataset,
         # A seeded random sample of eval_max_images validation images, not the first ones (file order).
         caption_eval=(validation_subset(ds["validation"], cfg.train.eval_max_images, cfg.data.split_seed), cfg.generation,
                       None) if evaluating else None,
         callbacks=callbacks,
     )
+
+
+def prepare_model(cfg: Config, model):
+    """The model as the Trainer gets it: LoRA adapters applied (peft's wrapper, in place) for finetune_method lora,
+    and the vision tower compiled where forward_loss calls it past the Trainer's compiled forward."""
+    if cfg.train.finetune_method == "lora":
+        model = apply_lora(model, cfg.train)  # in place; the Trainer gets peft's wrapper (see training.lora)
+    if cfg.train.compile and cfg.train.shared_vision and not cfg.train.cache_embeddings:
+        # compiled in place (state_dict keys unchanged)
+        model.vision_model.compile()
+    return model
 
 
 def precision_observed(trainer) -> dict | None:
@@ -241,6 +249,22 @@ def _quiet(_message: str) -> None:
     """Other ranks than 0 resolve the same checkpoint without repeating what rank 0 says."""
 
 
+def export_model(trainer, cfg: Config, processor) -> None:
+    """Write the trained model into the run dir as a plain model that loads anywhere: model/ (LoRA merged; the
+    adapter alone in adapter/), its processor, the deployable endpoint files, and the Trainer's log history."""
+    run = runs.RunDir(cfg.run_dir)
+    if is_lora(trainer.model):
+        trainer.save_model(str(run / runs.ADAPTER_DIR))  # the adapter alone (peft's save_pretrained)
+        trainer.model = merge_lora(trainer.model)  # the caller's model, now plain: the export loads anywhere
+    trainer.save_model(str(run / runs.MODEL_DIR))  # by rank 0 only, under DDP
+    if is_main_process():
+        for folder in (runs.MODEL_DIR, runs.ADAPTER_DIR):  # save_model's pickled TrainingArguments: local paths,
+            (run / folder / TRAINING_ARGS).unlink(missing_ok=True)  # and a pickle has no place in a deployable folder
+        processor.save_pretrained(str(run / runs.MODEL_DIR))
+        write_endpoint(run / runs.MODEL_DIR, cfg.generation)  # deployable as it is: handler.py, code/
+        runs.write_json(run / runs.LOG_HISTORY, trainer.state.log_history)
+
+
 def train_model(cfg: Config, model, processor, ds, callbacks=()) -> dict:
     """Train (resuming as cfg.train.resume_from_checkpoint says), then export model + processor + resolved config
     + log history into the run dir; returns results. `callbacks` are extra TrainerCallbacks."""
@@ -260,25 +284,22 @@ def train_model(cfg: Config, model, processor, ds, callbacks=()) -> dict:
     start = time.time()
     out = trainer.train(resume_from_checkpoint=resume)
     wall = time.time() - start
-    if is_lora(trainer.model):
-        trainer.save_model(str(run / runs.ADAPTER_DIR))  # the adapter alone (peft's save_pretrained)
-        trainer.model = merge_lora(trainer.model)  # the caller's model, now plain: the export loads anywhere
-    trainer.save_model(str(run / runs.MODEL_DIR))  # by rank 0 only, under DDP
-    if is_main_process():
-        for folder in (runs.MODEL_DIR, runs.ADAPTER_DIR):  # save_model's pickled TrainingArguments: local paths,
-            (run / folder / TRAINING_ARGS).unlink(missing_ok=True)  # and a pickle has no place in a deployable folder
-        processor.save_pretrained(str(run / runs.MODEL_DIR))
-        write_endpoint(run / runs.MODEL_DIR, cfg.generation)  # deployable as it is: handler.py, code/
-        runs.write_json(run / runs.LOG_HISTORY, trainer.state.log_history)
-    results = {
-        "train_loss": out.training_loss, "global_step": out.global_step, "train_seconds": round(wall, 1),
-        "train_pairs": trainer.train_dataset.num_pairs, "epochs": cfg.train.epochs,
-        "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
-        "best_metric_name": best_metric_key(cfg),
-        "resumed_from": resume, "resumed_step": resumed_step,
-        "trainable_parameters": parameters["trainable"], "trainable_share": parameters["trainable_share"],
-        "precision": resolve(cfg.train.precision), "compute_dtype": precision_observed(trainer),
-    }
+    export_model(trainer, cfg, processor)
+    results = {"train_loss": out.training_loss, **run_results(trainer, cfg, parameters, wall),
+               "resumed_from": resume, "resumed_step": resumed_step}
     if is_main_process():
         runs.write_json(run / runs.TRAIN_RESULTS, results)
     return results
+
+
+def run_results(trainer, cfg: Config, parameters: dict, seconds: float) -> dict:
+    """What train_results.json records of a finished training: steps, time, the best checkpoint and its validation
+    score, the trainable share and the precision the first step computed in."""
+    return {
+        "global_step": trainer.state.global_step, "train_seconds": round(seconds, 1),
+        "train_pairs": trainer.train_dataset.num_pairs, "epochs": cfg.train.epochs,
+        "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
+        "best_metric_name": best_metric_key(cfg),
+        "trainable_parameters": parameters["trainable"], "trainable_share": parameters["trainable_share"],
+        "precision": resolve(cfg.train.precision), "compute_dtype": precision_observed(trainer),
+    }

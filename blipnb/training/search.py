@@ -25,7 +25,7 @@ from ..config import Config, build_config
 from ..config.search import ONLY_WITH_LORA, SearchSpace
 from ..config.training import LORA
 from ..errors import ParameterError, require
-from .distributed import is_main_process, main_process_first, world_size
+from .distributed import is_main_process, main_process_first, process_state, world_size
 
 STUDY_NAME = "blipnb"
 # Searched names that the Trainer sets on its TrainingArguments per trial; the rest shape the model (model_init).
@@ -194,7 +194,8 @@ def run_sweep(cfg: Config, trials: int, space: SearchSpace, out, callbacks=(), d
         study, storage = open_study(out, base, space)
         todo = [max(0, trials - trials_done(study))]
         print(f"sweep {out}: {trials - todo[0]} of {trials} trials done, {todo[0]} to go", flush=True)
-    if world_size() > 1:
+    if world_size() > 1:  # every rank runs as many trials as rank 0 draws
+        process_state()  # joins the launcher's process group
         torch.distributed.broadcast_object_list(todo, src=0)
     if todo[0]:
         if ds is None:
@@ -208,7 +209,9 @@ def run_sweep(cfg: Config, trials: int, space: SearchSpace, out, callbacks=(), d
         def model_init(trial=None):
             from .trainer import prepare_model
 
-            values = dict(trial.params) if trial is not None else {}
+            # The Trainer builds the model before it asks hp_space for the trial's values: draw them here (optuna
+            # gives the same value when asked again; a FixedTrial on the other ranks gives rank 0's).
+            values = suggest(trial, space, base) if trial is not None else {}
             tcfg = trial_config(base, space, values, out)
             return prepare_model(tcfg, start_model(_loading(tcfg, start_dir) if start_dir else tcfg, ds)[0])
 

@@ -2,6 +2,7 @@
 override, resuming and retraining, the runs that are not tracked, trackio's message and a sweep's child runs."""
 import importlib.util
 import json
+import os
 
 import pytest
 
@@ -10,8 +11,8 @@ from inprocess import run_notebook, SMOKE
 
 from blipnb import runs
 from blipnb.errors import ParameterError
-from blipnb.training.tracking import (PARENT_TAG, REPLACED_BY_TAG, RESUMED_WITH_TAG, TrialRuns, client_for,
-                                      start_parent, tracking_uri)
+from blipnb.training.tracking import (PARENT_TAG, REPLACED_BY_TAG, RESUMED_AT_TAG, RESUMED_WITH_TAG, TrialRuns,
+                                      client_for, start_parent, tracking_uri)
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="needs blipnb[mlflow]")
 
@@ -25,15 +26,22 @@ def _only_run(uri):
 
 @pytest.fixture(scope="module")
 def tracked_smoke(tmp_path_factory):
-    """02 and 03 on the smoke preset with report_to=mlflow, run in this process: (run dir, 03's namespace)."""
+    """02 and 03 on the smoke preset with report_to=mlflow, run in this process: (run dir, 03's namespace, whether
+    mlflow's global state (tracking URI, its environment variable, the active run) is as it was)."""
+    import mlflow
+
     run_dir = tmp_path_factory.mktemp("tracked") / "runs" / "smoke"
     params = {**SMOKE, "run_dir": str(run_dir), "report_to": "mlflow", "clip_model": ""}  # CLIP off: null, a reason
+    before = (mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI"), mlflow.active_run())
     run_notebook("02_finetune", params)
-    return runs.RunDir(run_dir), run_notebook("03_evaluate", params)
+    evaluated = run_notebook("03_evaluate", params)
+    after = (mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI"), mlflow.active_run())
+    return runs.RunDir(run_dir), evaluated, before == after
 
 
 def test_mlflow_smoke_run_is_one_run_with_params_curves_scores_and_artifacts(tracked_smoke):
-    run_dir, evaluated = tracked_smoke
+    run_dir, evaluated, global_state_kept = tracked_smoke
+    assert global_state_kept
     stored = runs.read_json(run_dir / runs.MLFLOW_RUN)
     assert stored["tracking_uri"] == f"sqlite:///{run_dir.path.parent.resolve() / runs.MLFLOW_DB}"
     client, run = _only_run(stored["tracking_uri"])
@@ -67,7 +75,7 @@ def test_mlflow_smoke_run_is_one_run_with_params_curves_scores_and_artifacts(tra
     assert (run_dir.path.parent / runs.MLFLOW_ARTIFACTS).is_dir()
 
 
-def _train(run_dir, **overrides):
+def _train(run_dir, callbacks=(), **overrides):
     from blipnb.data import load_captions
     from blipnb.model.modeling import start_model
     from blipnb.training import train_model
@@ -75,8 +83,21 @@ def _train(run_dir, **overrides):
     cfg = tiny_config(run_dir, **{"report_to": "mlflow", "max_steps": 2, **overrides})
     ds = load_captions(cfg.data)
     model, processor = start_model(cfg, ds)
-    train_model(cfg, model, processor, ds)
+    train_model(cfg, model, processor, ds, callbacks=callbacks)
     return cfg
+
+
+def test_mlflow_run_of_a_training_that_raises_ends_failed(tmp_path):
+    from transformers import TrainerCallback
+
+    class Boom(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _train(tmp_path / "runs" / "b", callbacks=[Boom()], eval_strategy="no")
+    _, run = _only_run(tracking_uri(tmp_path / "runs" / "b"))
+    assert run.info.status == "FAILED" and run.data.params["report_to"] == "mlflow"
 
 
 def test_mlflow_tracking_uri_override_resume_continues_and_retraining_replaces(tmp_path):
@@ -95,14 +116,18 @@ def test_mlflow_tracking_uri_override_resume_continues_and_retraining_replaces(t
     client, resumed = _only_run(uri)
     assert resumed.info.run_id == first.info.run_id and resumed.info.status == "FINISHED"
     assert "resume_from_checkpoint: False -> auto" in resumed.data.tags[RESUMED_WITH_TAG]
+    assert resumed.data.tags[RESUMED_AT_TAG] == "2"
     assert max(m.step for m in client.get_metric_history(first.info.run_id, "loss")) == 3
-    # trained again from step 0: a new run, the old one says which replaced it
+    # trained again from step 0: a new run, the old one says which replaced it (and, left RUNNING by a process
+    # that died, ends KILLED)
+    client.update_run(first.info.run_id, status="RUNNING")
     _train(run_dir, tracking_uri=uri, tracking_experiment="captioning", eval_strategy="no")
     found = client.search_runs([first.info.experiment_id])
     assert len(found) == 2
     new = runs.read_json(run_dir / runs.MLFLOW_RUN)["run_id"]
     assert new != first.info.run_id
-    assert client.get_run(first.info.run_id).data.tags[REPLACED_BY_TAG] == new
+    old = client.get_run(first.info.run_id)
+    assert old.data.tags[REPLACED_BY_TAG] == new and old.info.status == "KILLED"
 
 
 @pytest.mark.parametrize("report_to", ["none", "tensorboard"])

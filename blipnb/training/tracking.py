@@ -15,10 +15,12 @@ kernel, and the user's own MLflow calls in it, are left as they were. mlflow is 
 config (Config.flat(), under its own names), the TrainingArguments (`trainer/...`) and the model config
 (`model_config/...`).
 - A training from step 0 opens a new MLflow run; the one the run directory named before (the same config retrained,
-  or another one after overwrite) stays in the store, tagged `blipnb.replaced_by` with the new run's id.
+  or another one after overwrite) stays in the store, tagged `blipnb.replaced_by` with the new run's id (and ended
+  KILLED if it was still RUNNING: its process died).
 - A resumed training (resume_from_checkpoint found a checkpoint) continues the run the directory names, when it is
   in this store: the curves go on from the checkpoint's step. Parameters keep their first values (MLflow never
-  changes one); what differs now, resume_from_checkpoint itself at least, is the tag `blipnb.resumed_with`.
+  changes one); what differs now (resume_from_checkpoint, logging_steps, ...) is the tag `blipnb.resumed_with`, the
+  step it resumed at `blipnb.resumed_at_step`.
 - The run ends FINISHED with train(), FAILED when train() raises (train_model calls end_failed); a killed process
   leaves it RUNNING until it is resumed.
 
@@ -60,7 +62,8 @@ from ..schema import HUMAN_CEILING
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests a child run under its parent
 RUN_DIR_TAG = "blipnb.run_dir"
-REPLACED_BY_TAG, RESUMED_WITH_TAG = "blipnb.replaced_by", "blipnb.resumed_with"
+REPLACED_BY_TAG = "blipnb.replaced_by"
+RESUMED_WITH_TAG, RESUMED_AT_TAG = "blipnb.resumed_with", "blipnb.resumed_at_step"
 UNAVAILABLE = "unavailable"  # tag prefix of a metric that is null, with its reason as the value
 _MAX_TAG = 5000  # MLflow keeps tag values up to 8000 characters
 INSTALL = {"mlflow": "pip install 'mlflow-skinny>=3' sqlalchemy alembic (or blipnb[mlflow])",
@@ -263,13 +266,16 @@ class TrainingRun(_RunCallback):
             run = previous
             run.client.update_run(run.run_id, status="RUNNING")
             changed = run.log_params(params)
-            run.set_tags({RESUMED_WITH_TAG: "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items()))})
+            run.set_tags({RESUMED_AT_TAG: state.global_step} | ({RESUMED_WITH_TAG: "; ".join(
+                f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items()))} if changed else {}))
             print(f"MLflow: continuing run {run.run_id} at step {state.global_step} ({uri})")
             return run
         run = open_run(run_dir, uri, experiment)
         run.log_params(params)
         if previous is not None:
             previous.set_tags({REPLACED_BY_TAG: run.run_id})
+            if previous.client.get_run(previous.run_id).info.status == "RUNNING":  # its process was killed
+                previous.end("KILLED")
         print(f"MLflow: run {run.run_id} in experiment {experiment!r} ({uri})")
         return run
 

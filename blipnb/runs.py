@@ -22,6 +22,7 @@ MODEL_DIR = "model"  # the fine-tuned export: model, processor, model card
 ADAPTER_DIR = "adapter"  # finetune_method=lora: the LoRA adapter alone (peft), which MODEL_DIR holds merged
 CHECKPOINTS_DIR = "checkpoints"  # Trainer checkpoints
 LOGS_DIR = "logs"  # TensorBoard
+MLFLOW_RUN = "mlflow_run.json"  # report_to=mlflow: the MLflow run 02 logged into (03 logs into it too), its store
 LOG_HISTORY = "log_history.json"  # Trainer log history (losses, validation CIDEr)
 TRAIN_RESULTS = "train_results.json"  # wall time, steps, best checkpoint
 PREDICTIONS = "predictions.jsonl"  # fine-tuned model on the test split, one row per image
@@ -45,6 +46,9 @@ HANDLER = "handler.py"  # Hugging Face Inference Endpoints' custom handler
 SAGEMAKER_ENTRY = "code/inference.py"  # SageMaker inference toolkits' model_fn / input_fn / predict_fn / output_fn
 REQUIREMENTS = "requirements.txt"  # what they import; Inference Endpoints reads it at the root, SageMaker in code/
 CAPTION_SUFFIXES = (".csv", ".jsonl")  # the file types a folder is captioned into
+# Beside the run directories, in their parent folder: report_to=mlflow's local store, shared by every run there
+MLFLOW_DB = "mlflow.db"  # the SQLite tracking store: `mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`
+MLFLOW_ARTIFACTS = "mlartifacts"  # the artifacts its runs log (metrics.json, figures, the model card)
 # What `blipnb compare` writes into its --out folder (several runs side by side; not a run directory of its own)
 COMPARISON_DIR = "comparison"  # 03's comparison with other runs (compare_with); blipnb compare writes where told
 # Inside a comparison folder:
@@ -56,8 +60,8 @@ COMPARISON_FIGURE = "comparison.png"  # each run's scores with CIs, and the pair
 # notebooks go file by file (*.png, *.ipynb), so a user's own files stay; so do the pixel cache and the image
 # checks (both keyed by content).
 OUTPUTS = (CONFIG, PROVENANCE, DATA_SUMMARY, SKIPPED, BASE_MODEL_DIR, MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR,
-           LOGS_DIR, LOG_HISTORY, TRAIN_RESULTS, PREDICTIONS, BASELINE_PREDICTIONS, METRICS, SWEEP, ERROR_ANALYSIS,
-           FIGURES_DIR, NOTEBOOKS_DIR, COMPARISON_DIR, HP_SWEEP_DIR)
+           LOGS_DIR, MLFLOW_RUN, LOG_HISTORY, TRAIN_RESULTS, PREDICTIONS, BASELINE_PREDICTIONS, METRICS, SWEEP,
+           ERROR_ANALYSIS, FIGURES_DIR, NOTEBOOKS_DIR, COMPARISON_DIR, HP_SWEEP_DIR)
 # Kept by `overwrite`: every entry is keyed by the content it describes, so an old one is never wrong, only unused.
 KEYED_BY_CONTENT = (IMAGE_CHECKS,)
 # 01's figures (a test holds this list to notebook 01).
@@ -69,8 +73,9 @@ KEPT_BY_TRAINING = (DATA_SUMMARY, SKIPPED, *(f"{FIGURES_DIR}/{name}" for name in
 TRAINED_BY = ("data", "model", "train", "generation")
 # Parameters of those stages that may differ between runs sharing a directory: how a run is executed, logged or
 # resumed, not what it learns. 03-05's own parameters (eval, sweep, analysis, hub, demo) are never compared.
-MAY_DIFFER = frozenset({"resume_from_checkpoint", "dataloader_workers", "logging_steps", "report_to", "compile",
-                        "pixel_cache", "cache_dir", "save_total_limit", "eval_batch_size", "gen_batch_size"})
+MAY_DIFFER = frozenset({"resume_from_checkpoint", "dataloader_workers", "logging_steps", "report_to", "tracking_uri",
+                        "tracking_experiment", "compile", "pixel_cache", "cache_dir", "save_total_limit",
+                        "eval_batch_size", "gen_batch_size"})
 
 
 def check_caption_output(path: str | os.PathLike, name: str = "caption_output") -> Path:

@@ -99,7 +99,8 @@ def test_the_lists_of_outputs_and_exemptions_stay_true():
     """Every run-directory name in runs.py is cleared by overwrite (or lies inside the model folder); every
     exempt parameter exists; DATA_FIGURES are exactly the figures notebook 01 writes."""
     inside_model = {"MODEL_CARD", "HANDLER", "SAGEMAKER_ENTRY", "REQUIREMENTS",
-                    "COMPARISON", "COMPARISON_REPORT", "COMPARISON_FIGURE"}  # and inside a comparison folder
+                    "COMPARISON", "COMPARISON_REPORT", "COMPARISON_FIGURE",  # and inside a comparison folder
+                    "MLFLOW_DB", "MLFLOW_ARTIFACTS"}  # and beside the run directories, shared by them
     names = {k: v for k, v in vars(runs).items() if k.isupper() and isinstance(v, str) and k not in inside_model}
     assert set(names.values()) <= set(runs.OUTPUTS) | set(runs.KEYED_BY_CONTENT), set(names.values()) - set(runs.OUTPUTS)
     assert not set(runs.OUTPUTS) & set(runs.KEYED_BY_CONTENT)

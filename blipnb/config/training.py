@@ -10,6 +10,7 @@ from .base import at_least, in_range, one_of, param, positive_or_none
 
 FINETUNE_METHODS = ("full", "freeze_vision", "lora")
 BEST_METRICS = ("cider", "cider+bleu4")
+REPORT_TO = ("tensorboard", "mlflow", "trackio", "none")
 FROM_SCRATCH = ("family", "image_size", "patch_size", "hidden_size", "num_layers", "num_heads", "vocab_size")
 LORA = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
 
@@ -88,7 +89,13 @@ class TrainConfig:
     dataloader_workers: int = param(0, "DataLoader worker processes")
     shared_vision: bool = param(False, "batch whole images with all their captions; vision tower once per image")
     compile: bool = param(False, "torch.compile the model (with shared_vision: the vision tower)")
-    report_to: str = param("tensorboard", "Trainer integrations: tensorboard or none")
+    report_to: str = param("tensorboard", "where training is tracked: tensorboard (logs/ in the run dir), mlflow "
+                                          "(params, curves and 03's scores in one MLflow run; see tracking_uri), "
+                                          "trackio (the Trainer's own integration; pip install trackio) or none")
+    tracking_uri: Optional[str] = param(None, "with report_to mlflow: the MLflow tracking store (None: "
+                                              "sqlite:///<run_dir's parent>/mlflow.db, shared by the runs there)")
+    tracking_experiment: Optional[str] = param(None, "with report_to mlflow: the MLflow experiment (None: the name of "
+                                                     "run_dir's parent folder, e.g. runs)")
     resume_from_checkpoint: Union[bool, str] = param(False, "auto (the run's latest checkpoint, if any), a "
                                                             "checkpoint folder, or False (start afresh)")
     num_processes: int = param(1, "training processes: 1 trains in this kernel, more launch torchrun on this "
@@ -101,7 +108,7 @@ class TrainConfig:
     def __post_init__(self):
         one_of("eval_strategy", self.eval_strategy, ("epoch", "steps", "no"))
         one_of("precision", self.precision, ("auto", "bf16", "fp16", "fp32"))
-        one_of("report_to", self.report_to, ("tensorboard", "none"))
+        one_of("report_to", self.report_to, REPORT_TO)
         for name in ("learning_rate", "epochs"):
             if getattr(self, name) <= 0:
                 raise ParameterError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -136,6 +136,14 @@ def _evaluate(cfg: Config, split, models: dict[str, tuple], model_ids: dict[str,
     return metrics
 
 
+def track(cfg: Config, metrics: dict) -> str | None:
+    """Log 03's scores, with their CIs, metrics.json, the figures and the model card, into the MLflow run 02 tracked
+    this run in (report_to=mlflow); returns its id. None, silently, for a run 02 did not track."""
+    from ..training.tracking import log_evaluation
+
+    return log_evaluation(cfg, metrics, main=FINETUNED)
+
+
 def decoding_differences(cfg: Config) -> list[str]:
     """How cfg's decoding differs from the run's stored one (its config.json: what 02 validated with), as
     "num_beams 3 -> 5"; empty when they agree or the run has no stored config."""

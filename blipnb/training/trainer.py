@@ -21,6 +21,7 @@ from .checkpoints import TRAINER_STATE, checkpoint_problem, newest_usable
 from .guard import all_finite, diverged, is_finite_number
 from .lora import apply_lora, is_lora, merge_lora
 from .precision import PrecisionCheck
+from .tracking import TrainingRun, check_integration, end_failed
 from .distributed import ddp_backend, forward_inside_ddp, is_main_process, token_share, world_size
 from .validation import caption_and_score
 
@@ -61,7 +62,8 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         remove_unused_columns=False,  # our datasets yield raw rows for the collator
         label_names=["labels"],
         torch_compile=t.compile,
-        report_to="none",  # TensorBoard is attached explicitly so it logs into the run dir
+        # TensorBoard and MLflow are attached explicitly (build_trainer): they log into the run dir and its store
+        report_to="trackio" if t.report_to == "trackio" else "none",
         # Under torchrun or accelerate launch: gloo between CPU processes; every parameter takes part in the loss.
         # use_cpu on a machine without CUDA too: the Trainer refuses bf16 there otherwise, though CPUs autocast to it.
         ddp_backend=ddp_backend(), use_cpu=ddp_backend() == "gloo" or not torch.cuda.is_available(),
@@ -188,6 +190,7 @@ def build_trainer(cfg: Config, model, processor, ds, callbacks=(), model_init=No
 
     from .cache import training_datasets
 
+    check_integration(cfg.train.report_to)
     collator = CaptionCollator(processor, max_txt_len=cfg.train.max_txt_len, prompt=cfg.generation.prompt,
                                family=family_of(model))
     callbacks = [*callbacks, PrecisionCheck(resolve(cfg.train.precision))]
@@ -195,6 +198,8 @@ def build_trainer(cfg: Config, model, processor, ds, callbacks=(), model_init=No
         from torch.utils.tensorboard import SummaryWriter
 
         callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(Path(cfg.run_dir) / runs.LOGS_DIR))))
+    if cfg.train.report_to == "mlflow" and is_main_process():
+        callbacks.append(TrainingRun(cfg))
     evaluating = cfg.train.eval_strategy != "no"
     if model_init is None:
         model = prepare_model(cfg, model)
@@ -282,7 +287,11 @@ def train_model(cfg: Config, model, processor, ds, callbacks=()) -> dict:
         print("resume_from_checkpoint='auto': no checkpoint in the run directory, starting at step 0")
     parameters = count_parameters(trainer.model)  # with lora: the adapters' share of base + adapters
     start = time.time()
-    out = trainer.train(resume_from_checkpoint=resume)
+    try:
+        out = trainer.train(resume_from_checkpoint=resume)
+    except BaseException:
+        end_failed(trainer)  # an MLflow run says FAILED rather than RUNNING forever
+        raise
     wall = time.time() - start
     export_model(trainer, cfg, processor)
     results = {"train_loss": out.training_loss, **run_results(trainer, cfg, parameters, wall),

@@ -150,12 +150,13 @@ def test_sweep_killed_after_two_of_four_trials_goes_on_with_the_rest(tmp_path):
     assert "STARTED 0" in sweep(kill_at=-1).stdout
 
 
-def test_sweep_command_writes_trials_best_preset_and_evaluates_the_best(tmp_path):
+def test_sweep_command_writes_trials_best_preset_and_evaluates_the_best_in_mlflow(tmp_path):
     """blipnb sweep end to end: trials as run directories, the objective the best validation CIDEr each reached
-    (reported to the pruner at every evaluation), the table, figure and best preset, and 03 on the best trial."""
+    (reported to the pruner at every evaluation), the table, figure and best preset, and 03 on the best trial,
+    whose scores reach that trial's MLflow child run."""
     preset, space = _files(tmp_path, epochs=2)
     out = tmp_path / "sweep"
-    stdout = _blipnb("sweep", "-f", preset, "--trials", 2, "--space", space, "--out", out)
+    stdout = _blipnb("sweep", "-f", preset, "--trials", 2, "--space", space, "--out", out, "-p", "report_to", "mlflow")
     summary = runs.read_json(out / runs.HP_TRIALS)
     study = _study(out)
     finished = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -186,6 +187,39 @@ def test_sweep_command_writes_trials_best_preset_and_evaluates_the_best(tmp_path
     metrics = runs.read_json(out / f"trial-{best.number:03d}" / runs.METRICS)  # 03 ran on the best trial only
     assert metrics["split"] == "test" and metrics["results"]["fine-tuned"]["metrics"]["CIDEr"] is not None
     assert [p for p in out.glob(f"trial-*/{runs.METRICS}")] == [out / f"trial-{best.number:03d}" / runs.METRICS]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")  # beside the sweep's folder
+    child = runs.read_json(out / f"trial-{best.number:03d}" / runs.MLFLOW_RUN)["run_id"]
+    logged = client.get_run(child).data.metrics
+    cider = metrics["results"]["fine-tuned"]
+    assert logged["test/CIDEr"] == pytest.approx(cider["metrics"]["CIDEr"])
+    assert logged["test/CIDEr_ci_low"] == pytest.approx(cider["ci"]["CIDEr"]["low"])
+
+
+def test_sweep_trials_are_mlflow_child_runs_of_the_sweep(tmp_path):
+    from mlflow import MlflowClient
+
+    from blipnb.training.search import run_sweep
+
+    _, space = _files(tmp_path)
+    out = tmp_path / "sweep"
+    cfg = build_config({**TINY, "run_dir": str(out), "report_to": "mlflow"})
+    assert run_sweep(cfg, 2, load_space(space), out) == 2
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = client.get_run(runs.read_json(out / runs.MLFLOW_RUN)["run_id"])
+    study = _study(out)
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "sweep"
+    assert parent.data.tags["blipnb.best_trial"] == f"trial-{study.best_trial.number:03d}"
+    assert parent.data.metrics["best_validation_cider"] == pytest.approx(study.best_trial.value)
+    for t in study.trials:
+        child = client.get_run(runs.read_json(out / f"trial-{t.number:03d}" / runs.MLFLOW_RUN)["run_id"])
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.run_name == f"trial-{t.number:03d}"
+        assert float(child.data.params["learning_rate"]) == pytest.approx(t.params["learning_rate"])
+        curve = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "eval_cider")}
+        assert curve == pytest.approx(t.intermediate_values)
+        assert child.info.status == ("FINISHED" if t.state.name == "COMPLETE" else "KILLED")
 
 
 def test_sweep_under_torchrun_with_two_gloo_processes(tmp_path):

@@ -217,7 +217,8 @@ def run_sweep(cfg: Config, trials: int, space: SearchSpace, out, callbacks=(), d
 
         first_cfg = trial_config(base, space, {}, out)
         trial_run = TrialRun(base, space, out, processor, start_dir, ds)
-        trainer = build_trainer(first_cfg, model, processor, ds, callbacks=[*callbacks, trial_run],
+        parent, tracking = _tracking(cfg, base, out)
+        trainer = build_trainer(first_cfg, model, processor, ds, callbacks=[*callbacks, *tracking, trial_run],
                                 model_init=model_init)
         trial_run.trainer = trainer
         trainer.args.output_dir = str(out)  # each trial's checkpoints in its own run dir: out/trial-NNN/checkpoints
@@ -235,7 +236,26 @@ def run_sweep(cfg: Config, trials: int, space: SearchSpace, out, callbacks=(), d
             compute_objective=lambda metrics: metrics[key], n_trials=todo[0], direction="maximize",
             backend="optuna", hp_name=lambda trial: f"{runs.trial_dir_name(trial.number)}/{runs.CHECKPOINTS_DIR}",
             **settings)
+        if parent is not None:
+            best = best_trial(out)
+            parent.log_metrics({f"best_validation_{best_metric_key(first_cfg).removeprefix('eval_')}": best.value})
+            parent.set_tags({"blipnb.best_trial": runs.trial_dir_name(best.number)})
+            parent.end()
     return todo[0]
+
+
+def _tracking(cfg: Config, base: Config, out: Path) -> tuple:
+    """With report_to mlflow (rank 0): the sweep's parent run (the one a stopped sweep opened, if any) and the
+    callback that logs each trial as its child run; else (None, [])."""
+    if cfg.train.report_to != "mlflow" or not is_main_process():
+        return None, []
+    from .tracking import TrialRuns, experiment_name, start_parent, stored_run, tracking_uri
+
+    # The store and experiment of the run directory the sweep serves (02's run, or the sweep's --out itself)
+    uri = tracking_uri(cfg.run_dir, cfg.train.tracking_uri)
+    parent = stored_run(out, uri) or start_parent(out, base, uri=uri, experiment=experiment_name(
+        cfg.run_dir, cfg.train.tracking_experiment))
+    return parent, [TrialRuns(parent, run_dir=lambda state: out / state.trial_name.split("/")[0])]
 
 
 def load_study(out):
@@ -273,8 +293,9 @@ def adopt_best(out, run_dir) -> dict:
     cfg = runs.read_json(trial / runs.CONFIG)
     cfg["run_dir"] = str(run.path)
     runs.write_json(run / runs.CONFIG, cfg)
-    for name in (runs.LOG_HISTORY, runs.TRAIN_RESULTS):
-        shutil.copy2(trial / name, run / name)
+    for name in (runs.LOG_HISTORY, runs.TRAIN_RESULTS, runs.MLFLOW_RUN):  # 03 then logs into the trial's MLflow run
+        if (trial / name).is_file():
+            shutil.copy2(trial / name, run / name)
     print(f"the sweep's best trial, {best.number} (validation {best.value:.4f}), is now the run in {run.path}")
     return runs.read_json(run / runs.TRAIN_RESULTS)
 

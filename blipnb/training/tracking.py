@@ -332,7 +332,9 @@ def log_evaluation(cfg: Config, metrics: dict, main: str) -> str | None:
     if cfg.train.report_to != "mlflow":
         return None
     run_dir = runs.RunDir(cfg.run_dir)
-    run = stored_run(run_dir, tracking_uri(run_dir, cfg.train.tracking_uri))
+    # The store the run was opened in (mlflow_run.json says; a sweep's trial shares its parent's), unless overridden
+    stored = runs.read_json(run_dir / runs.MLFLOW_RUN) if (run_dir / runs.MLFLOW_RUN).is_file() else {}
+    run = stored_run(run_dir, cfg.train.tracking_uri or stored.get("tracking_uri") or tracking_uri(run_dir))
     if run is None:
         print(f"MLflow: not logged: no run of {run_dir / runs.MLFLOW_RUN} in the store; run 02 again to track it")
         return None

@@ -198,7 +198,7 @@ def build_trainer(cfg: Config, model, processor, ds, callbacks=(), model_init=No
         from torch.utils.tensorboard import SummaryWriter
 
         callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(Path(cfg.run_dir) / runs.LOGS_DIR))))
-    if cfg.train.report_to == "mlflow" and is_main_process():
+    if cfg.train.report_to == "mlflow" and is_main_process() and model_init is None:  # a sweep tracks its trials
         callbacks.append(TrainingRun(cfg))
     evaluating = cfg.train.eval_strategy != "no"
     if model_init is None:

@@ -16,6 +16,7 @@ CONFIG = "config.json"  # the resolved config of the training run (02)
 PROVENANCE = "provenance.json"  # package versions, git commit, data source, split hashes
 DATA_SUMMARY = "data_summary.json"  # 01: split sizes, caption stats, leak check
 IMAGE_CHECKS = "cache/image_checks.json"  # each local image's check and dHash, by path, size and mtime (data.checks)
+CORRECTIONS = "corrections.jsonl"  # 04's corrections to reference captions, one per line (data.corrections)
 SKIPPED = "skipped.jsonl"  # on_bad_data=skip: one object per image, caption or row left out (file, line, reason)
 BASE_MODEL_DIR = "base_model"  # the starting model when it was built from scratch (the baseline)
 MODEL_DIR = "model"  # the fine-tuned export: model, processor, model card

@@ -148,7 +148,8 @@ def apply_corrections(ds: DatasetDict, path: str | os.PathLike) -> tuple[Dataset
             out[split] = ds[split]
             continue
         kept = [n for n, i in enumerate(ids) if changed.get(i, True)]  # an empty list: every reference dropped
-        removed[split] = len(ids) - len(kept)
+        if len(kept) < len(ids):
+            removed[split] = len(ids) - len(kept)
         column = [changed.get(i, caps) for i, caps in zip(ids, located[split].values())]
         fixed = ds[split].remove_columns(CAPTIONS).add_column(CAPTIONS, column, feature=ds[split].features[CAPTIONS])
         fixed = fixed.select_columns(ds[split].column_names)
@@ -183,7 +184,8 @@ def _marked(description: str, ids: list[str]) -> str:
 
 def corrected_ids(split) -> set[str]:
     """The images of `split` whose references corrections changed (apply_corrections marks them in its info)."""
-    for line in (split.info.description or "").splitlines():
+    info = getattr(split, "info", None)  # a plain {column: values} mapping carries no corrections
+    for line in ((info.description if info is not None else "") or "").splitlines():
         if line.startswith(MARK):
             return set(json.loads(line[len(MARK):]))
     return set()

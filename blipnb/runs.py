@@ -53,6 +53,8 @@ OUTPUTS = (CONFIG, PROVENANCE, DATA_SUMMARY, SKIPPED, BASE_MODEL_DIR, MODEL_DIR,
            FIGURES_DIR, NOTEBOOKS_DIR, COMPARISON_DIR)
 # Kept by `overwrite`: every entry is keyed by the content it describes, so an old one is never wrong, only unused.
 KEYED_BY_CONTENT = (IMAGE_CHECKS,)
+# Kept by `overwrite`: what a person recorded in the run directory, which no notebook could write again.
+RECORDED_BY_HAND = (CORRECTIONS,)
 # 01's figures (a test holds this list to notebook 01).
 DATA_FIGURES = ("caption_lengths.png", "top_words.png", "image_sizes.png", "gallery.png", "near_duplicates.png")
 # What 02 keeps when it clears an old run: 01's outputs (01 has just run before it), and the executed notebooks of

@@ -278,3 +278,10 @@ def test_correction_browser_continues_the_file_its_data_applied(tmp_path):
     assert (second / runs.CORRECTIONS).read_bytes() == (first / runs.CORRECTIONS).read_bytes()
     browser.editor.drop()
     assert [x.get("new") for x in runs.read_jsonl(second / runs.CORRECTIONS)] == ["fixed 1", None]
+
+
+def test_corrections_survive_overwrite(tmp_path):
+    record_correction(tmp_path, "img_1", 0, "a cat", "a dog")
+    runs.write_json(tmp_path / runs.METRICS, {})
+    removed = runs.clear_outputs(tmp_path)
+    assert removed == [runs.METRICS] and (tmp_path / runs.CORRECTIONS).is_file()

@@ -67,6 +67,8 @@ def test_record_correction_refuses_a_meaningless_change(tmp_path, bad):
 def test_correction_edit_and_drop_apply_to_the_sample(tmp_path):
     cfg = sample_cfg(tmp_path / "sample")
     ds = load_captions(cfg)
+    before = folder_hash(tmp_path / "sample")
+    assert before  # the sample was written there: its files are what must not change
     image_id = ds["test"]["image_id"][0]
     caps = ds["test"]["captions"][0]
     record_correction(tmp_path / "run", image_id, 0, caps[0], "a corrected caption")
@@ -77,6 +79,7 @@ def test_correction_edit_and_drop_apply_to_the_sample(tmp_path):
     assert checked.corrections["images_changed"] == 1 and checked.corrections["images_removed"] == 0
     assert checked.corrections["sha256"] == file_sha256(tmp_path / "run" / runs.CORRECTIONS)
     assert load_checked(cfg).corrections is None
+    assert folder_hash(tmp_path / "sample") == before
 
 
 def test_correction_of_a_correction_applies_in_order(folder, tmp_path):
@@ -152,6 +155,8 @@ def test_correction_changes_the_hash_of_the_splits_it_touched(folder, tmp_path):
     record_correction(run, "images/img_008.png", 0, "picture number 8", "a fixed test reference")
     fixed = split_hashes(load_captions(folder_cfg(folder, corrections=str(run / runs.CORRECTIONS))))
     assert plain == again
+    ids = load_captions(folder_cfg(folder))["test"]["image_id"]
+    assert plain["test"] == hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()  # as before corrections
     assert fixed["test"] != plain["test"]
     assert fixed["train"] == plain["train"] and fixed["validation"] == plain["validation"]
     # Undone by a later line: the references are today's again, and so is the hash.

@@ -16,6 +16,7 @@ CONFIG = "config.json"  # the resolved config of the training run (02)
 PROVENANCE = "provenance.json"  # package versions, git commit, data source, split hashes
 DATA_SUMMARY = "data_summary.json"  # 01: split sizes, caption stats, leak check
 IMAGE_CHECKS = "cache/image_checks.json"  # each local image's check and dHash, by path, size and mtime (data.checks)
+CORRECTIONS = "corrections.jsonl"  # 04's corrections to reference captions, one per line (data.corrections)
 SKIPPED = "skipped.jsonl"  # on_bad_data=skip: one object per image, caption or row left out (file, line, reason)
 BASE_MODEL_DIR = "base_model"  # the starting model when it was built from scratch (the baseline)
 MODEL_DIR = "model"  # the fine-tuned export: model, processor, model card
@@ -64,6 +65,8 @@ OUTPUTS = (CONFIG, PROVENANCE, DATA_SUMMARY, SKIPPED, BASE_MODEL_DIR, MODEL_DIR,
            ERROR_ANALYSIS, FIGURES_DIR, NOTEBOOKS_DIR, COMPARISON_DIR, HP_SWEEP_DIR)
 # Kept by `overwrite`: every entry is keyed by the content it describes, so an old one is never wrong, only unused.
 KEYED_BY_CONTENT = (IMAGE_CHECKS,)
+# Kept by `overwrite`: what a person recorded in the run directory, which no notebook could write again.
+RECORDED_BY_HAND = (CORRECTIONS,)
 # 01's figures (a test holds this list to notebook 01).
 DATA_FIGURES = ("caption_lengths.png", "top_words.png", "image_sizes.png", "gallery.png", "near_duplicates.png")
 # What 02 keeps when it clears an old run: 01's outputs (01 has just run before it), and the executed notebooks of

@@ -92,7 +92,7 @@ def test_coco_json_problems_are_collected_too(tmp_path):
                      "annotations[20]: image_id '4242'", "missing file (1): COCO_000003.jpg (captions.json images[3])"]:
         assert expected in str(e.value)
     with pytest.warns(DataWarning, match="skipped 1 of 10 images"):
-        ds, _, bad = load_checked(DataConfig(**cfg, on_bad_data="skip"))
+        ds, _, bad, _ = load_checked(DataConfig(**cfg, on_bad_data="skip"))
     assert ds["train"][1][CAPTIONS] == ["coco image 1 take 1"] and ds["train"][0][CAPTIONS] == [
         "coco image 0 take 0", "coco image 0 take 1"]
     assert bad["captions_dropped"] == 1 and bad["duplicates_merged"] == 1
@@ -103,7 +103,7 @@ def test_coco_json_problems_are_collected_too(tmp_path):
 def test_skip_goes_on_without_bad_items_and_lists_them_in_the_run_directory(tmp_path):
     root, run = messy_folder(tmp_path / "f"), tmp_path / "run"
     with pytest.warns(DataWarning) as caught:
-        ds, _, bad = load_checked(folder_cfg(root, on_bad_data="skip"), run_dir=run)
+        ds, _, bad, _ = load_checked(folder_cfg(root, on_bad_data="skip"), run_dir=run)
     said = [str(w.message) for w in caught]
     assert any("merged 3 exact duplicate" in m and "line 11 repeats metadata.jsonl line 9" in m for m in said)
     line = next(m for m in said if "skipped" in m)
@@ -267,7 +267,7 @@ def test_exact_duplicate_rows_are_merged_and_counted(tmp_path):
     write_metadata(root, rows, fmt="csv")
     with pytest.warns(DataWarning, match=r"merged 3 exact duplicate \(image, caption\) pair\(s\).*metadata\.csv "
                                          r"line 8 repeats metadata\.csv line 2"):
-        ds, _, bad = load_checked(folder_cfg(root))
+        ds, _, bad, _ = load_checked(folder_cfg(root))
     assert ds["train"][0][CAPTIONS] == ["a dog", "a brown dog"]
     assert ds["validation"][0][CAPTIONS] == ["a dog", "a brown dog"]
     assert bad["duplicates_merged"] == 3

@@ -32,6 +32,8 @@ class DataConfig:
                                          "copy) or fail")
     on_bad_data: str = param("fail", "unusable rows or images (missing, unreadable, too large, empty caption): fail "
                                      "(list them all and stop) or skip (go on without them, listed in skipped.jsonl)")
+    corrections: Optional[str] = param(None, "a corrections.jsonl to apply to the references (04 records one in the "
+                                             "run directory); the data folder itself is never changed")
     max_image_pixels: Optional[int] = param(50_000_000, "largest image (width x height) accepted, read from its "
                                                         "header before decoding (None: Pillow's own limit only)")
     encoding: str = param("utf-8", "text encoding of metadata.csv/.jsonl and annotation files, e.g. latin-1, "

@@ -2,7 +2,7 @@
 
 Modules: `local` (an image folder, COCO JSON), `flickr8k`, `coco_karpathy`, `sample` (the synthetic set), `hub`
 (loading a hub dataset or its local copy), `records` (local files -> splits), `problems` (bad data, one pass,
-on_bad_data), `leaks`, `stats`, `images`.
+on_bad_data), `corrections` (fixed or dropped references, applied to any source), `leaks`, `stats`, `images`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
 
 from .. import runs
-from ..schema import IMAGE_ID, SPLITS
+from ..schema import CAPTIONS, IMAGE_ID, SPLITS
 from .problems import BadData, DataWarning
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ class Checked(NamedTuple):
     ds: DatasetDict
     near_duplicate_pairs: list[dict]  # found before the near_duplicates policy was applied
     bad_data: dict  # counts of what on_bad_data=skip left out and of merged duplicates (data_summary.json)
+    corrections: dict | None = None  # what cfg.data.corrections changed (data_summary.json); None without a file
 
 
 def load_captions(cfg: DataConfig, run_dir: str | os.PathLike | None = None,
@@ -60,10 +61,15 @@ def load_checked(cfg: DataConfig, run_dir: str | os.PathLike | None = None,
     if not bad.images_total:  # a source without local checks (hub, sample): everything loaded was kept
         bad.images_total = bad.images_kept = sum(len(ds[s]) for s in ds)
     report = report_bad_data(bad, run_dir)
+    corrected = None
+    if cfg.corrections:
+        from .corrections import apply_corrections
+
+        ds, corrected = apply_corrections(ds, cfg.corrections)
     ds = limit_samples(ds, cfg.max_train_samples, cfg.max_eval_samples)
     check_disjoint(ds)
     pairs = leaks.near_duplicates(ds, image_checks=image_checks)
-    return Checked(leaks.apply_near_duplicate_policy(ds, pairs, cfg.near_duplicates), pairs, report)
+    return Checked(leaks.apply_near_duplicate_policy(ds, pairs, cfg.near_duplicates), pairs, report, corrected)
 
 
 def load_source(cfg: DataConfig, bad: BadData | None = None, image_checks: ImageChecks | None = None) -> DatasetDict:
@@ -144,9 +150,24 @@ def check_disjoint(ds: DatasetDict) -> dict:
 
 
 def split_hashes(ds: DatasetDict) -> dict[str, str]:
-    """sha256 of each split's sorted image ids, for provenance: same hash, same images."""
-    return {s: hashlib.sha256("\n".join(sorted(str(i) for i in ds[s][IMAGE_ID])).encode()).hexdigest()
-            for s in SPLITS if s in ds}
+    """sha256 of each split's sorted image ids, for provenance: same hash, same images. Where corrections changed
+    references of the split's images, those images' references are hashed too: other references, another hash."""
+    return {s: split_hash(ds[s]) for s in SPLITS if s in ds}
+
+
+def split_hash(split: Dataset) -> str:
+    """One split's hash (split_hashes)."""
+    import json
+
+    from .corrections import corrected_ids
+
+    ids = [str(i) for i in split[IMAGE_ID]]
+    text = "\n".join(sorted(ids))
+    corrected = corrected_ids(split) & set(ids)
+    if corrected:
+        refs = {i: caps for i, caps in zip(ids, split[CAPTIONS]) if i in corrected}
+        text += "\ncorrected references:\n" + json.dumps(refs, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _first(items: list, n: int = 10) -> str:

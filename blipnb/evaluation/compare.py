@@ -176,6 +176,12 @@ def check_comparable(loaded: list[dict]) -> None:
     for other in loaded[1:]:
         names = f"{first['label']} and {other['label']}"
         ha, hb = first["metrics"]["split_hash"], other["metrics"]["split_hash"]
+        same_images = set(first["predictions"]) == set(other["predictions"])
+        if ha != hb and same_images and any(first["references"][i] != other["references"][i] for i in first["references"]):
+            raise RunsNotComparable(f"runs {names} scored the same {len(first['predictions'])} test images against "
+                                    f"different references (split_hash {ha} in {first['label']}, {hb} in "
+                                    f"{other['label']}; the data parameter `corrections` changes references, and "
+                                    "with them the hash): compare runs evaluated on the same references")
         if ha != hb:
             raise RunsNotComparable(f"runs {names} were scored on different splits (split_hash {ha} in "
                                     f"{first['label']}, {hb} in {other['label']}): compare runs evaluated on the "

@@ -40,7 +40,7 @@ ACCEPTED = {
 CELLS = {
     "01_data_exploration": (
         "preset", "run_dir", "# Data", "source", "data_dir", "annotations", "val_fraction", "test_fraction", "max_train_samples",
-        "max_eval_samples", "# Problems in the data", "on_bad_data", "near_duplicates"),
+        "max_eval_samples", "# Problems in the data", "on_bad_data", "near_duplicates", "corrections"),
     "02_finetune": (
         "preset", "run_dir", "overwrite", "# Data", "source", "data_dir", "annotations", "# Model", "model_id", "from_scratch",
         "# Training", "epochs", "learning_rate", "batch_size", "grad_accum_steps", "finetune_method", "precision",

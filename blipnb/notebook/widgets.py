@@ -138,10 +138,11 @@ def _score(row: dict, key: str) -> float | None:
 
 
 class PredictionBrowser(widgets.VBox):
-    """Test predictions ranked by one score, filtered by a word; a slider steps through the ranking."""
+    """Test predictions ranked by one score, filtered by a word; a slider steps through the ranking. With a run_dir,
+    the references of the image shown can be corrected (notebook.review), recorded in its corrections.jsonl."""
 
-    def __init__(self, rows: list[dict], split=None):
-        self.rows = list(rows)
+    def __init__(self, rows: list[dict], split=None, run_dir=None, applied: str | None = None):
+        self.rows = [dict(r, references=list(r["references"])) for r in rows]  # corrections change these copies
         self._raw = undecoded(split) if split is not None else None  # to_rgb decodes, so a broken file is named
         self._index = {i: n for n, i in enumerate(split[IMAGE_ID])} if split is not None else {}
         keys = score_keys(self.rows)
@@ -159,8 +160,14 @@ class PredictionBrowser(widgets.VBox):
         for control in (self.sort_by, self.order, self.filter):
             control.observe(lambda _: self.rerank(), "value")
         self.rank.observe(lambda _: self.show(), "value")
+        self.editor = None
+        if run_dir is not None:
+            from .review import ReferenceEditor
+
+            self.editor = ReferenceEditor(run_dir, self.rows, applied, on_change=self._describe)
         super().__init__([widgets.HBox([self.sort_by, self.order]), self.filter, self.rank,
-                          widgets.HBox([self.panel, self.details], layout=widgets.Layout(align_items="flex-start"))])
+                          widgets.HBox([self.panel, self.details], layout=widgets.Layout(align_items="flex-start")),
+                          *([self.editor] if self.editor else [])])
         self.rerank()
 
     @property
@@ -183,6 +190,8 @@ class PredictionBrowser(widgets.VBox):
     def show(self) -> None:
         """Display the row at the slider's rank."""
         row = self.current
+        if self.editor is not None:
+            self.editor.show_row(row)
         if row is None:
             self.panel.clear("<i>no match</i>")
             self.details.value = (f"<i>No prediction or reference contains {html.escape(repr(self.filter.value))}"
@@ -196,7 +205,11 @@ class PredictionBrowser(widgets.VBox):
                 self.panel.show(stored, str(row["image_id"]))
         except BadImageError as e:
             self.panel.clear(unreadable(str(row["image_id"]), e))
-        self.details.value = _row_html(row, self.rank.value, len(self.shown), self.sort_key)
+        self._describe()
+
+    def _describe(self) -> None:
+        if self.current is not None:
+            self.details.value = _row_html(self.current, self.rank.value, len(self.shown), self.sort_key)
 
     def _stored_image(self, image_id):
         """The split's stored (undecoded) image for `image_id`, or None."""
@@ -218,9 +231,11 @@ def _row_html(row: dict, rank: int, n: int, key: str | None) -> str:
             f"<table>{scores}</table>")
 
 
-def browse_predictions(rows: list[dict], split=None) -> PredictionBrowser:
-    """A browser over prediction rows ({image_id, prediction, references, scores}) with their test images."""
-    return PredictionBrowser(rows, split)
+def browse_predictions(rows: list[dict], split=None, run_dir=None, applied: str | None = None) -> PredictionBrowser:
+    """A browser over prediction rows ({image_id, prediction, references, scores}) with their test images; with
+    `run_dir`, corrections to the references shown are recorded there (`applied`: the corrections file the rows'
+    data was loaded with, cfg.data.corrections)."""
+    return PredictionBrowser(rows, split, run_dir, applied)
 
 
 # ---------------------------------------------------------------- captioning demo (05)

@@ -39,9 +39,10 @@ def git_commit(path: str | Path | None = None) -> str | None:
 def provenance(cfg, ds=None) -> dict:
     """Everything needed to say where a number came from."""
     from ..data import split_hashes
+    from ..data.corrections import describe
 
     info = {"config": cfg.to_dict(), "versions": package_versions(), "git_commit": git_commit(),
-            "data_source": cfg.data.source, "device": _device()}
+            "data_source": cfg.data.source, "corrections": describe(cfg.data.corrections), "device": _device()}
     if ds is not None:
         info["split_sizes"] = {s: len(ds[s]) for s in ds}
         info["split_hashes"] = split_hashes(ds)

@@ -103,6 +103,12 @@ async function notebook04(page, seen) {
   await filter(page, root, '');
   await waitChange(details, before);
   await step('filter_cleared');
+
+  // Mark the shown image's first reference as wrong: the status line says what was recorded.
+  before = await details();
+  await root.getByRole('button', { name: 'drop', exact: true }).click();
+  await waitChange(details, before);
+  await step('dropped', true);
   Object.assign(seen, await pageChecks(page));
 }
 

@@ -11,6 +11,7 @@ skip is a failure. Screenshots go to $BLIPNB_ARTIFACTS/browser, else tests/brows
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -23,9 +24,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image, ImageDraw
 
 from blipnb import runs
+from blipnb.config import DataConfig
+from blipnb.data import load_captions
 from blipnb.notebook import HEADLESS
 
 HERE = Path(__file__).resolve().parent
@@ -112,7 +116,7 @@ def lab(tmp_path_factory):
                 raise AssertionError(f"blipnb lab did not start: {log_path.read_text()[-3000:]}")
             time.sleep(0.5)
         assert (run_dir / runs.NOTEBOOKS_DIR / "02_finetune.ipynb").is_file()
-        yield url
+        yield url, run_dir
     finally:
         # Its own process group holds blipnb lab, JupyterLab and the kernels it started: stop them all.
         for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
@@ -138,7 +142,7 @@ def report(lab, tmp_path_factory, pytestconfig) -> dict:
     ImageDraw.Draw(image).ellipse((WIDE[0] // 2 - 28, 4, WIDE[0] // 2 + 28, 60), fill="red")  # a circle: stays round
     image.save(wide)
     (files / "notes.txt").write_text("these are notes, not a picture\n")
-    proc = subprocess.run(["node", str(HERE / "drive.mjs"), lab, ".", str(out), str(wide),
+    proc = subprocess.run(["node", str(HERE / "drive.mjs"), lab[0], ".", str(out), str(wide),
                            str(files / "notes.txt")], cwd=HERE, capture_output=True, text=True,
                           timeout=DRIVE_TIMEOUT_S, env={**os.environ, "BLIPNB_CHROMIUM": CHROMIUM})
     path = out / "report.json"
@@ -222,3 +226,30 @@ def test_labels_and_table_captions_are_not_clipped(report):
     table = report["notebooks"]["05"]["table"]
     assert table, "05's greedy/beam/sampling table was not found"
     assert not [cell for cell in table if cell.rstrip().endswith("...")], table
+
+
+def test_04_correction_is_recorded_and_01_applies_it(report, lab, tmp_path):
+    import papermill
+
+    steps = _steps(report, "04")
+    assert "recorded for" in " ".join(steps["dropped"]["messages"]), steps["dropped"]["messages"]
+    path = lab[1] / runs.CORRECTIONS
+    (line,) = runs.read_jsonl(path)
+    assert line["drop"] is True and line["reference"] == 0
+    assert line["old"] in steps["filter_cleared"]["text"]
+    run = tmp_path / "corrected"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "01_data_exploration.ipynb"), str(tmp_path / "01.ipynb"),
+                               parameters={"preset": "smoke", "run_dir": str(run), "corrections": str(path)},
+                               kernel_name="python3", progress_bar=False, cwd=str(ROOT))
+    counts = runs.read_json(run / runs.DATA_SUMMARY)["corrections"]
+    assert (counts["references_dropped"], counts["references_edited"], counts["images_changed"]) == (1, 0, 1)
+    smoke = yaml.safe_load(SMOKE.read_text())
+    data = {k: v for k, v in smoke.items() if k in {f.name for f in dataclasses.fields(DataConfig)}}
+    before = dict(zip(*_ids_and_refs(load_captions(DataConfig(**data))["test"])))
+    after = dict(zip(*_ids_and_refs(load_captions(DataConfig(**data, corrections=str(path)))["test"])))
+    image = line["image_id"]
+    assert after[image] == before[image][1:] and before[image][0] == line["old"]
+
+
+def _ids_and_refs(split):
+    return split["image_id"], split["captions"]

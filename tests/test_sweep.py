@@ -243,12 +243,14 @@ def test_sweep_under_torchrun_with_two_gloo_processes(tmp_path):
 
 
 def test_sweep_in_02_with_hp_trials_keeps_the_best_trial_as_the_run(tmp_path):
-    from blipnb.training.run import train_run
+    """Notebook 02's cells with hp_trials 2: the sweep in run_dir/sweep, its table and figure, the best trial's
+    model, config and results as the run."""
+    from inprocess import run_notebook
 
     _, space = _files(tmp_path)
     run_dir = tmp_path / "run"
-    cfg = build_config({**TINY, "run_dir": str(run_dir), "hp_trials": 2, "hp_space": str(space)})
-    results = train_run(cfg)
+    done = run_notebook("02_finetune", {**TINY, "run_dir": str(run_dir), "hp_trials": 2, "hp_space": str(space)})
+    results = done["results"]
     best = _study(run_dir / runs.HP_SWEEP_DIR).best_trial
     assert results["best_metric"] == best.value and results["trial_params"] == best.params
     saved = runs.read_json(run_dir / runs.CONFIG)
@@ -256,3 +258,5 @@ def test_sweep_in_02_with_hp_trials_keeps_the_best_trial_as_the_run(tmp_path):
     assert runs.is_model_dir(run_dir / runs.MODEL_DIR) and (run_dir / runs.PROVENANCE).is_file()
     trial_model = run_dir / runs.HP_SWEEP_DIR / f"trial-{best.number:03d}" / runs.MODEL_DIR / "model.safetensors"
     assert (run_dir / runs.MODEL_DIR / "model.safetensors").read_bytes() == trial_model.read_bytes()
+    assert (run_dir / runs.FIGURES_DIR / runs.HP_FIGURE).is_file()
+    assert (run_dir / runs.HP_SWEEP_DIR / runs.HP_BEST).is_file()

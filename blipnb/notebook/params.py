@@ -44,7 +44,7 @@ CELLS = {
     "02_finetune": (
         "preset", "run_dir", "overwrite", "# Data", "source", "data_dir", "annotations", "# Model", "model_id", "from_scratch",
         "# Training", "epochs", "learning_rate", "batch_size", "grad_accum_steps", "finetune_method", "precision",
-        "resume_from_checkpoint", "# Decoding for validation (03 reports with the same)", "num_beams",
+        "resume_from_checkpoint", "hp_trials", "# Decoding for validation (03 reports with the same)", "num_beams",
         "max_new_tokens", "prompt"),
     "03_evaluate": (
         "preset", "run_dir", "eval_split", "# Decoding (None: the run's, as 02 validated)", "num_beams", "max_new_tokens",

@@ -154,7 +154,9 @@ class TrialRun(TrainerCallback):
         elif is_main_process():
             runs.write_json(run / runs.LOG_HISTORY, state.log_history)
         if is_main_process():
-            results = {**run_results(self.trainer, self.cfg, self.parameters, time.time() - self.started),
+            loss = next((h["train_loss"] for h in reversed(state.log_history) if "train_loss" in h), None)
+            results = {"train_loss": loss, **run_results(self.trainer, self.cfg, self.parameters,
+                                                         time.time() - self.started),
                        "sweep": str(self.out), "trial_params": state.trial_params,
                        "trial_state": "finished" if finished else "pruned"}
             runs.write_json(run / runs.TRAIN_RESULTS, results)

@@ -88,7 +88,7 @@ def test_sweep_draws_lora_rank_only_in_lora_trials(tmp_path):
 
 
 def test_sweep_refuses_to_go_on_with_other_settings(tmp_path):
-    from blipnb.training.search import open_study
+    from blipnb.training.study import open_study
 
     base = build_config({**TINY, "run_dir": str(tmp_path)})
     open_study(tmp_path, base, parse_space(SPACE, "a"))

@@ -11,9 +11,9 @@ from pathlib import Path
 from .. import runs
 from ..config import default_of, load_config
 from ..config.search import SEARCHABLE
+from ..training.study import RUN_ONLY
 from .report import markdown_table
 
-RUN_ONLY = ("run_dir", "preset", "overwrite", "hp_trials", "hp_space")
 OBJECTIVES = {"eval_cider": "CIDEr", "eval_cider_bleu4": "CIDEr + BLEU-4"}  # best_metric's Trainer keys
 STATES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 
@@ -21,7 +21,7 @@ STATES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed", "RUNNING
 def summarise(out) -> dict:
     """{"trials": rows, "best": row, "objective": its name, "parameters": the searched names, "preset": path}; also
     writes out/trials.json, out/trials.md and the best trial's parameters as the preset out/best.yaml."""
-    from ..training.search import best_trial, load_study
+    from ..training.study import best_trial, load_study  # optuna, imported when used
 
     out = Path(out)
     study = load_study(out)

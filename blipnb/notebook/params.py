@@ -43,7 +43,7 @@ CELLS = {
         "max_eval_samples", "# Problems in the data", "on_bad_data", "near_duplicates", "corrections"),
     "02_finetune": (
         "preset", "run_dir", "overwrite", "# Data", "source", "data_dir", "annotations", "# Model", "model_id", "from_scratch",
-        "# Training", "epochs", "learning_rate", "batch_size", "grad_accum_steps", "finetune_method", "precision",
+        "# Training", "epochs", "learning_rate", "batch_size", "finetune_method", "precision",
         "resume_from_checkpoint", "hp_trials", "# Decoding for validation (03 reports with the same)", "num_beams",
         "max_new_tokens", "prompt"),
     "03_evaluate": (

@@ -12,7 +12,9 @@ import re
 import zipfile
 from pathlib import Path
 
-from ..errors import CheckpointUnusable
+from .. import runs
+from ..errors import CheckpointUnusable, ParameterError
+from .distributed import is_main_process
 
 TRAINER_STATE = "trainer_state.json"
 # Model weights as the Trainer saves them: one file, a sharded index, or LoRA's adapter alone.
@@ -107,3 +109,25 @@ def _safetensors_problem(path: Path, size: int) -> str | None:
     if 8 + n + end < size:
         return f"does not match its header: {size - 8 - n - end} bytes past the last tensor"
     return None
+
+
+def resume_checkpoint(cfg) -> str | None:
+    """The checkpoint folder cfg.train.resume_from_checkpoint names: 'auto' is the run's newest that loads (None if
+    it has none; see training.checkpoints), a path must be a checkpoint folder that loads, False is None."""
+    wanted = cfg.train.resume_from_checkpoint
+    if wanted is False:
+        return None
+    if wanted == "auto":
+        return newest_usable(Path(cfg.run_dir) / runs.CHECKPOINTS_DIR, log=print if is_main_process() else _quiet)
+    path = Path(wanted)
+    if not (path / TRAINER_STATE).is_file():
+        raise ParameterError(f"parameter 'resume_from_checkpoint': {str(path)!r} is not a checkpoint folder (it has "
+                             f"no {TRAINER_STATE}); use 'auto' for the run's latest checkpoint")
+    if (problem := checkpoint_problem(path)) is not None:
+        raise ParameterError(f"parameter 'resume_from_checkpoint': cannot resume from {str(path)!r}: {problem}; "
+                             "use 'auto' for the run's newest checkpoint that loads")
+    return str(path)
+
+
+def _quiet(_message: str) -> None:
+    """Other ranks than 0 resolve the same checkpoint without repeating what rank 0 says."""

@@ -13,11 +13,10 @@ from ..model.deploy import write_endpoint
 from ..model.modeling import count_parameters
 from ..config import Config
 from ..data import validation_subset
-from ..errors import ParameterError
 from ..model.precision import resolve
 from ..runtime.families import family_of
 from ..schema import BLEU, CIDER
-from .checkpoints import TRAINER_STATE, checkpoint_problem, newest_usable
+from .checkpoints import resume_checkpoint
 from .guard import all_finite, diverged, is_finite_number
 from .lora import apply_lora, is_lora, merge_lora
 from .precision import PrecisionCheck
@@ -230,28 +229,6 @@ def precision_observed(trainer) -> dict | None:
     not run), from the trainer's PrecisionCheck; None when no step ran."""
     check = next((c for c in trainer.callback_handler.callbacks if isinstance(c, PrecisionCheck)), None)
     return check.observed if check is not None else None
-
-
-def resume_checkpoint(cfg: Config) -> str | None:
-    """The checkpoint folder cfg.train.resume_from_checkpoint names: 'auto' is the run's newest that loads (None if
-    it has none; see training.checkpoints), a path must be a checkpoint folder that loads, False is None."""
-    wanted = cfg.train.resume_from_checkpoint
-    if wanted is False:
-        return None
-    if wanted == "auto":
-        return newest_usable(Path(cfg.run_dir) / runs.CHECKPOINTS_DIR, log=print if is_main_process() else _quiet)
-    path = Path(wanted)
-    if not (path / TRAINER_STATE).is_file():
-        raise ParameterError(f"parameter 'resume_from_checkpoint': {str(path)!r} is not a checkpoint folder (it has "
-                             f"no {TRAINER_STATE}); use 'auto' for the run's latest checkpoint")
-    if (problem := checkpoint_problem(path)) is not None:
-        raise ParameterError(f"parameter 'resume_from_checkpoint': cannot resume from {str(path)!r}: {problem}; "
-                             "use 'auto' for the run's newest checkpoint that loads")
-    return str(path)
-
-
-def _quiet(_message: str) -> None:
-    """Other ranks than 0 resolve the same checkpoint without repeating what rank 0 says."""
 
 
 def export_model(trainer, cfg: Config, processor) -> None:

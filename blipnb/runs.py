@@ -89,6 +89,15 @@ def check_caption_output(path: str | os.PathLike, name: str = "caption_output") 
     return path
 
 
+def shown(path: str | os.PathLike) -> str:
+    """`path` as a person would type it here: relative to the working directory when inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def trial_dir_name(number: int) -> str:
     """The run directory name of a sweep's trial `number` (optuna's, from 0)."""
     return f"{TRIAL_PREFIX}{number:03d}"

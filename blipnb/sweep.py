@@ -90,8 +90,8 @@ def report(out: Path, params: dict, args) -> int:
     best = summary["best"]
     print(f"\n== Sweep: {len(summary['trials'])} trials\n{(out / runs.HP_TRIALS_TABLE).read_text()}\n"
           f"best: trial {best['trial']}, validation {summary['objective']} {best['objective']:.4f} -> "
-          f"{best['run_dir']}\nits parameters as a preset: {summary['preset']}\nfigure: {out / runs.HP_FIGURE}",
-          flush=True)
+          f"{runs.shown(best['run_dir'])}\nits parameters as a preset: {runs.shown(summary['preset'])}\n"
+          f"figure: {runs.shown(out / runs.HP_FIGURE)}", flush=True)
     if args.no_evaluate:
         return 0
     notebooks = args.notebooks or default_notebook_dir()

@@ -161,4 +161,4 @@ def test_without_a_demo_file_the_page_says_how_to_measure_it(tmp_path):
     page = results_page.render(tmp_path)
     demo = page.split("## The sample demo", 1)[1].split("\n## ", 1)[0]
     assert "not measured yet: run `make demo` then `python benchmarks/record_demo.py runs/sample`" in demo.lower()
-    assert page.count("Not measured yet") == 5  # demo, comparison, serving, memory, throughput: an empty folder
+    assert page.count("Not measured yet") == 6  # demo, comparison, sweep, serving, memory, throughput: empty folder

@@ -72,7 +72,7 @@ def write_best_preset(out: Path, number: int, value: float, objective: str, n_tr
 
     cfg = load_config(out / runs.trial_dir_name(number) / runs.CONFIG)
     params = {k: v for k, v in cfg.flat().items() if k not in RUN_ONLY and v != default_of(k)}
-    header = (f"# The best of {n_trials} trials of the sweep in {out}: trial {number}, validation "
+    header = (f"# The best of {n_trials} trials of the sweep in {runs.shown(out)}: trial {number}, validation "
               f"{OBJECTIVES.get(objective, objective)} {value:.4f}.\n# Train it again, or on more data: blipnb run-all -f "
-              f"{out / runs.HP_BEST} --out runs/best\n")
+              f"{runs.shown(out / runs.HP_BEST)} --out runs/best\n")
     return runs.write_text(out / runs.HP_BEST, header + yaml.safe_dump(params, sort_keys=False))

@@ -17,5 +17,5 @@ def show_sweep(run: runs.RunDir):
         return None
     summary = summarise(folder)  # also writes trials.json, trials.md and best.yaml there
     display(Markdown((folder / runs.HP_TRIALS_TABLE).read_text()))
-    print(f"best: trial {summary['best']['trial']}, now this run; its parameters as a preset: {summary['preset']}")
+    print(f"best: trial {summary['best']['trial']}, now this run; its parameters as a preset: {runs.shown(summary['preset'])}")
     return run.save_figure(plot_trials(summary), runs.HP_FIGURE)

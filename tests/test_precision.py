@@ -119,6 +119,7 @@ def test_precision_under_ddp(tmp_path, monkeypatch, precision):
         ddp = torch.nn.parallel.DistributedDataParallel(model)
         with observed_dtypes(model, family_of(model).vision_tower(model)) as seen:
             trainer.compute_loss(ddp, batch).backward()
+        del ddp  # its reducer holds the process group: released before the group is destroyed, not after
     finally:
         dist.destroy_process_group()
     assert {k: dtype_name(v) for k, v in seen.items()} == expected(precision, "shared_vision")

@@ -12,6 +12,7 @@ from .errors import USER_ERRORS, MissingExtra, ModelUnavailable, ParameterError,
 from .notebook.params import NOTEBOOKS
 from .presets import add_parameter_arguments, read_params
 from .suite import default_notebook_dir, run_all, run_seeds
+from .sweep import __doc__ as sweep_doc
 from .sweep import add_arguments as add_sweep_arguments
 from .train import add_arguments as add_train_arguments
 from .train import train
@@ -117,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "launch): -f/-p as run-all, run_dir among them")
     add_train_arguments(tr)
     sw = sub.add_parser("sweep", help="a hyperparameter sweep chosen on validation (optuna): trials as run "
-                                      "directories, a study that resumes, the best as a preset, 03 on the best")
+                                      "directories, a study that resumes, the best as a preset, 03 on the best",
+                        description=sweep_doc)
     add_sweep_arguments(sw)
     pp = sub.add_parser("params", help="list the parameters a notebook (or the suite) takes, with defaults and help")
     pp.add_argument("notebook", nargs="?", default=None, choices=NOTEBOOKS, metavar="NOTEBOOK",

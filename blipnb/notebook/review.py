@@ -97,7 +97,7 @@ class ReferenceEditor(widgets.VBox):
             what = f"reference {index + 1} now reads {line['new']!r}"
         self.recorded.append(line)
         self.status.value = (f"recorded for <code>{html.escape(str(line['image_id']))}</code>: {html.escape(what)} "
-                             f"({len(self.recorded)} this session; run the suite again with -p corrections "
+                             f"({len(self.recorded)} since this browser opened; run the suite again with -p corrections "
                              f"{html.escape(str(self.path))})")
         self.show_row(self.row)
         if self.on_change is not None:

@@ -94,6 +94,15 @@ def machine_slug(info: dict) -> str:
     return f"{name}-{info['cpu_count']}cpu"
 
 
+def write_record(record: dict, results: Path, benchmark: str) -> Path:
+    """Write a record as results/<benchmark>_<machine slug>.json, say where, and return the path."""
+    path = results / f"{benchmark}_{machine_slug(record['machine'])}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+    return path
+
+
 def model_scores(result: dict) -> dict:
     """{metrics, ci} of one model in metrics.json: values, and each interval's low and high."""
     ci = {k: {"low": v["low"], "high": v["high"]} for k, v in (result.get("ci") or {}).items()

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
-from record_demo import RESULTS, machine, machine_slug, read_json
+from record_demo import RESULTS, machine, read_json, write_record
 from results_page import SWEEP_COMMAND as COMMAND
 
 FORMAT = 1
@@ -50,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     out = record(args.folder, args.command, args.seconds)
-    path = args.results / f"sample_sweep_{machine_slug(out['machine'])}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path}")
+    write_record(out, args.results, "sample_sweep")
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from .. import runs
-from ..config import Config, build_config
+from ..config import Config, build_config, default_of
 from ..config.search import ONLY_WITH_LORA, SearchSpace
 from ..config.training import LORA
 from ..errors import ParameterError, require
@@ -55,18 +55,12 @@ def trial_config(base: Config, space: SearchSpace, values: dict, run_dir) -> Con
     """The validated Config of one trial: the sweep's, the space's fixed values, the trial's values, its own run dir
     (a single run: hp_trials 0)."""
     lora = {**space.fixed, **values}.get("finetune_method", base.train.finetune_method) == "lora"
-    flat = {k: v for k, v in base.flat().items() if lora or k not in LORA or v == _default(k)}
+    flat = {k: v for k, v in base.flat().items() if lora or k not in LORA or v == default_of(k)}
     fixed = {k: v for k, v in space.fixed.items() if lora or k not in LORA}
     try:
         return build_config({**flat, **fixed, **values, "run_dir": str(run_dir), "hp_trials": 0})
     except ParameterError as e:
         raise ParameterError(f"{space.source}: {e}") from None
-
-
-def _default(name: str):
-    from ..config import default_of
-
-    return default_of(name)
 
 
 class TrialRun(TrainerCallback):
